@@ -1,0 +1,189 @@
+"""Typed run configuration: one YAML format for train, distill and eval.
+
+Unknown keys and bad values are errors naming the key. Dotted overrides (``trainer.epochs=5``) come from the
+CLI; the resolved config is written into the run folder so any run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kdistill.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the samples come from and how they are split and transformed."""
+
+    name: str = Field("digits", description="digits | fashion-mnist | imagefolder:<path> | csv:<path>")
+    root: str | None = Field(None, description="folder with the data files (fashion-mnist IDX files)")
+    label_column: str = Field("label", description="csv: name of the label column")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of the training split held out for validation")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for test when the source has none")
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0, description="use only this share of the training split")
+    normalize: bool = Field(True, description="standardise inputs with mean/std of the training split")
+    augment_crop_padding: int = Field(0, ge=0, description="random crop after padding by this many pixels (0: off)")
+    augment_hflip: bool = Field(False, description="random horizontal flip")
+    image_size: int | None = Field(None, gt=0, description="imagefolder: resize images to this square size")
+    split_seed: int = Field(0, description="seed of the train/val/test split (kept apart from the training seed)")
+
+
+class ModelConfig(_Strict):
+    """A model from one of the sources: built-in, timm, torchvision, or a factory in a Python file."""
+
+    name: str = Field(..., description="mlp | cnn | resnet | timm:<name> | torchvision:<name> | file:<path.py>:<fn>")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model factory")
+    weights: str | None = Field(None, description="weights file: .safetensors (default) or a torch checkpoint")
+    pretrained: bool = Field(False, description="timm/torchvision: download pretrained weights (needs internet)")
+
+
+class DistillConfig(_Strict):
+    """loss = alpha * CE(student, labels) + (1 - alpha) * sum_m weight_m * L_m (L_kd = T^2 * KL)."""
+
+    temperature: float = Field(4.0, description="softmax temperature T of the soft targets (> 0)")
+    alpha: float = Field(0.5, description="weight of the hard-label cross-entropy, in [0, 1]")
+    methods: dict[str, float] = Field(default_factory=lambda: {"kd": 1.0}, description="method name -> weight")
+    method_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="method name -> constructor options (layer pairs, paper hyper-parameters)"
+    )
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive_temperature(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"temperature must be > 0, got {value}; typical values are 1-8")
+        return value
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_in_unit_interval(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {value} (alpha weighs the hard-label loss)")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _non_negative_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            if weight < 0:
+                raise ValueError(f"weight of method {name!r} must be >= 0, got {weight}")
+        return value
+
+
+class OptimConfig(_Strict):
+    name: Literal["sgd", "adamw", "adam"] = "adamw"
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    step_size: int = Field(30, gt=0, description="step schedule: epochs between decays")
+    gamma: float = Field(0.1, gt=0, description="step schedule: decay factor")
+
+
+class TrainerConfig(_Strict):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(128, gt=0)
+    eval_batch_size: int = Field(512, gt=0)
+    accelerator: str = Field("auto", description="cpu | cuda | mps | auto (Lightning Fabric)")
+    devices: int | str = Field(1, description="number of devices or 'auto'")
+    strategy: str = Field("auto", description="Lightning Fabric strategy: auto | ddp | fsdp ...")
+    precision: str = Field("32-true", description="32-true | bf16-mixed | 16-mixed (Lightning Fabric)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    grad_clip: float | None = Field(None, gt=0, description="clip gradient norm to this value")
+    progress: bool = Field(True, description="show rich progress bars")
+
+
+class EvalConfig(_Strict):
+    latency_runs: int = Field(100, gt=0, description="timed batch-1 forward passes (median reported)")
+    warmup_runs: int = Field(10, ge=0)
+    throughput_batch: int = Field(256, gt=0)
+    threads: int | None = Field(None, gt=0, description="torch threads during latency runs (None: keep current)")
+    ece_bins: int = Field(15, gt=0)
+
+
+class RunConfig(_Strict):
+    """Everything a run needs. ``teacher`` is None for plain supervised training."""
+
+    name: str = Field("run", description="run folder name under output_dir")
+    output_dir: str = "runs"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    student: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp"))
+    teacher: ModelConfig | None = None
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    problems = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; `kdistill config` prints every key)"
+        problems.append(f"{key}: {message}")
+    return f"invalid config ({source}): " + "; ".join(problems)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``trainer.epochs=5`` -> (["trainer", "epochs"], 5). Values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value, e.g. trainer.epochs=5")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has an empty key")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def _set_dotted(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **base: Any) -> RunConfig:
+    """Read YAML (optional), apply dotted overrides, validate. Raises ConfigError naming the bad key."""
+    tree: dict[str, Any] = dict(base)
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}".replace("\n", " ")) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(loaded).__name__}")
+        tree = {**loaded, **tree}
+        source = str(path)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        _set_dotted(tree, keys, value)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def dump_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

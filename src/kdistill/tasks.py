@@ -1,0 +1,47 @@
+"""A task says how a model is called on a batch, what the hard-label loss is, and what 'correct' means.
+
+Classification is built in; language modelling adds its own task, so one training loop serves both.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdistill.models.base import logits_of
+from kdistill.registry import Registry
+
+
+class Task:
+    name: ClassVar[str] = ""
+
+    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The hard-label (task) loss, a scalar."""
+        raise NotImplementedError
+
+    def correct(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """(number of correct predictions, number of predictions) for accuracy."""
+        raise NotImplementedError
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+@TASKS.register("classification")
+class ClassificationTask(Task):
+    name = "classification"
+
+    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return logits_of(model(batch["input"]))
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), batch["target"])
+
+    def correct(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        return (logits.argmax(-1) == batch["target"]).sum(), int(batch["target"].numel())
