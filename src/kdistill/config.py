@@ -33,6 +33,12 @@ class DataConfig(_Strict):
     augment_hflip: bool = Field(False, description="random horizontal flip")
     image_size: int | None = Field(None, gt=0, description="imagefolder: resize images to this square size")
     split_seed: int = Field(0, description="seed of the train/val/test split (kept apart from the training seed)")
+    # Text data (language models)
+    max_length: int = Field(128, gt=0, description="text: tokens per sequence")
+    on_overlong: Literal["truncate", "error"] = Field("truncate", description="text: longer sequences are cut "
+                                                      "(with a warning) or refused")
+    text_field: str = Field("text", description="jsonl: field with the text (or use prompt/completion fields)")
+    tokenizer: str | None = Field(None, description="text: tokenizer (default: the student's)")
 
 
 class ModelConfig(_Strict):
@@ -44,6 +50,14 @@ class ModelConfig(_Strict):
     pretrained: bool = Field(False, description="timm/torchvision: download pretrained weights (needs internet)")
 
 
+class StageConfig(_Strict):
+    """One stage of a multi-stage schedule (e.g. FitNets: hint pre-training, then KD)."""
+
+    epochs: int = Field(..., gt=0)
+    alpha: float | None = Field(None, ge=0.0, le=1.0, description="hard-label weight in this stage (default: distill.alpha)")
+    methods: dict[str, float] = Field(..., description="method name -> weight in this stage")
+
+
 class DistillConfig(_Strict):
     """loss = alpha * CE(student, labels) + (1 - alpha) * sum_m weight_m * L_m (L_kd = T^2 * KL)."""
 
@@ -53,6 +67,8 @@ class DistillConfig(_Strict):
     method_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="method name -> constructor options (layer pairs, paper hyper-parameters)"
     )
+    stages: list[StageConfig] = Field(default_factory=list, description="optional schedule; the stages' epochs are "
+                                      "run first, the remaining epochs use alpha/methods above")
 
     @field_validator("temperature")
     @classmethod
@@ -113,6 +129,7 @@ class RunConfig(_Strict):
     """Everything a run needs. ``teacher`` is None for plain supervised training."""
 
     name: str = Field("run", description="run folder name under output_dir")
+    task: str = Field("classification", description="classification | causal-lm | embedding")
     output_dir: str = "runs"
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)

@@ -27,6 +27,7 @@ class MethodContext:
     teacher: nn.Module | None  # None when the teacher is a cache or a black box
     sample_batch: dict[str, torch.Tensor]
     num_classes: int
+    num_train_samples: int  # size of the training set (memory banks index it with batch["index"])
 
 
 class Method(nn.Module):
