@@ -35,8 +35,9 @@ class DataConfig(_Strict):
     split_seed: int = Field(0, description="seed of the train/val/test split (kept apart from the training seed)")
     # Text data (language models)
     max_length: int = Field(128, gt=0, description="text: tokens per sequence")
-    on_overlong: Literal["truncate", "error"] = Field("truncate", description="text: longer sequences are cut "
-                                                      "(with a warning) or refused")
+    on_overlong: Literal["truncate", "error"] = Field(
+        "truncate", description="text: longer sequences are cut (with a warning) or refused"
+    )
     text_field: str = Field("text", description="jsonl: field with the text (or use prompt/completion fields)")
     tokenizer: str | None = Field(None, description="text: tokenizer (default: the student's)")
 
@@ -54,7 +55,9 @@ class StageConfig(_Strict):
     """One stage of a multi-stage schedule (e.g. FitNets: hint pre-training, then KD)."""
 
     epochs: int = Field(..., gt=0)
-    alpha: float | None = Field(None, ge=0.0, le=1.0, description="hard-label weight in this stage (default: distill.alpha)")
+    alpha: float | None = Field(
+        None, ge=0.0, le=1.0, description="hard-label weight in this stage (default: distill.alpha)"
+    )
     methods: dict[str, float] = Field(..., description="method name -> weight in this stage")
 
 
@@ -67,8 +70,10 @@ class DistillConfig(_Strict):
     method_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="method name -> constructor options (layer pairs, paper hyper-parameters)"
     )
-    stages: list[StageConfig] = Field(default_factory=list, description="optional schedule; the stages' epochs are "
-                                      "run first, the remaining epochs use alpha/methods above")
+    stages: list[StageConfig] = Field(
+        default_factory=list,
+        description="optional schedule; the stages' epochs are run first, the remaining epochs use alpha/methods above",
+    )
 
     @field_validator("temperature")
     @classmethod

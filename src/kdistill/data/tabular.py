@@ -35,7 +35,9 @@ def load_csv(config: DataConfig, argument: str | None) -> DataSplits:
         try:
             features.append([float(v) for i, v in enumerate(row) if i != label_at])
         except ValueError as exc:
-            raise DataError(f"{path}:{line_number}: non-numeric feature ({exc}); encode categories as numbers") from None
+            raise DataError(
+                f"{path}:{line_number}: non-numeric feature ({exc}); encode categories as numbers"
+            ) from None
     inputs = torch.tensor(features, dtype=torch.float32)
     targets = torch.tensor([lookup[v] for v in labels_raw], dtype=torch.long)
     return build_tensor_splits(config, inputs, targets, None, None, class_names, f"csv {path.name}")

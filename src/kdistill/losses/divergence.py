@@ -16,5 +16,7 @@ def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
     teacher = teacher_logits.float().reshape(-1, teacher_logits.shape[-1]) / temperature
     if student.shape[0] == 0:
         return student.sum() * 0.0
-    kl = F.kl_div(F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), log_target=True, reduction="batchmean")
+    kl = F.kl_div(
+        F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), log_target=True, reduction="batchmean"
+    )
     return kl * temperature**2

@@ -28,6 +28,8 @@ class MethodContext:
     sample_batch: dict[str, torch.Tensor]
     num_classes: int
     num_train_samples: int  # size of the training set (memory banks index it with batch["index"])
+    # The teacher's outputs on sample_batch, for sizing adapters when ``teacher`` is None (a cache holds features).
+    teacher_sample_outputs: ModelOutputs | None = None
 
 
 class Method(nn.Module):
@@ -45,6 +47,9 @@ class Method(nn.Module):
 
     def prepare(self, context: MethodContext) -> None:
         """Called once before the optimiser is built (resolve ``pairs: auto``, build adapters). Default: nothing."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer at the start of every epoch (0-based), for schedules such as DKD's warm-up."""
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, batch: dict[str, torch.Tensor]
                 ) -> dict[str, torch.Tensor]:

@@ -23,4 +23,4 @@ class LogitKD(Method):
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, batch: dict[str, torch.Tensor]
                 ) -> dict[str, torch.Tensor]:
-        return {"kd": kd_kl_loss(student.logits, teacher.logits, self.temperature)}
+        return {"kd": kd_kl_loss(student.logits, teacher.logits.detach(), self.temperature)}

@@ -76,7 +76,9 @@ def check_model_io(model: nn.Module, input_shape: tuple[int, ...], num_classes: 
             logits = logits_of(model(sample))
     except (RuntimeError, ValueError, IndexError) as exc:
         message = str(exc).splitlines()[0]
-        raise ModelError(f"{role} does not accept inputs of shape {tuple(input_shape)} from the data: {message}") from None
+        raise ModelError(
+            f"{role} does not accept inputs of shape {tuple(input_shape)} from the data: {message}"
+        ) from None
     finally:
         model.train(was_training)
     if logits.dim() != 2 or logits.shape[1] != num_classes:

@@ -35,8 +35,9 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 class SmallCNN(nn.Module):
     """``stages`` stages of ``depth`` conv-BN-ReLU blocks; width doubles and resolution halves per stage."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 16, depth: int = 2, stages: int = 3,
-                 dropout: float = 0.0):
+    def __init__(
+        self, in_channels: int, num_classes: int, width: int = 16, depth: int = 2, stages: int = 3, dropout: float = 0.0
+    ):
         super().__init__()
         blocks: list[nn.Module] = []
         channels = in_channels
@@ -73,14 +74,22 @@ class BasicBlock(nn.Module):
 class SmallResNet(nn.Module):
     """CIFAR-style ResNet (He et al. 2016, sec. 4.2): 3x3 stem, stages at widths w, 2w, 4w (stride 2 between)."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 32, blocks: tuple[int, ...] = (2, 2, 2),
-                 stem_stride: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        width: int = 32,
+        blocks: tuple[int, ...] = (2, 2, 2),
+        stem_stride: int = 1,
+    ):
         super().__init__()
         self.stem = conv_bn_relu(in_channels, width, stride=stem_stride)
         stages, channels = [], width
         for index, count in enumerate(blocks):
             out = width * 2**index
-            stage = [BasicBlock(channels if i == 0 else out, out, 2 if (i == 0 and index > 0) else 1) for i in range(count)]
+            stage = [
+                BasicBlock(channels if i == 0 else out, out, 2 if (i == 0 and index > 0) else 1) for i in range(count)
+            ]
             stages.append(nn.Sequential(*stage))
             channels = out
         self.layers = nn.Sequential(*stages)

@@ -67,8 +67,16 @@ def adapt_input_channels(model: nn.Module, in_channels: int) -> None:
         if isinstance(module, nn.Conv2d):
             if module.in_channels == in_channels:
                 return
-            conv = nn.Conv2d(in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
-                             module.dilation, module.groups, module.bias is not None)
+            conv = nn.Conv2d(
+                in_channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.groups,
+                module.bias is not None,
+            )
             with torch.no_grad():
                 mean = module.weight.mean(dim=1, keepdim=True)
                 conv.weight.copy_(mean.repeat(1, in_channels, 1, 1) * (module.in_channels / in_channels))
@@ -103,7 +111,11 @@ def build_from_file(request: ModelRequest) -> nn.Module:
     if not callable(factory):
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         raise ModelError(f"{path_text} has no callable {factory_name!r}; callables there: {', '.join(names)}")
-    offered = {"num_classes": request.num_classes, "in_channels": request.in_channels, "input_shape": request.input_shape}
+    offered = {
+        "num_classes": request.num_classes,
+        "in_channels": request.in_channels,
+        "input_shape": request.input_shape,
+    }
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in offered.items() if takes_any or k in params}

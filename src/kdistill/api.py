@@ -1,0 +1,252 @@
+"""The Python API. The CLI calls only these functions.
+
+from kdistill import api, load_config
+result = api.distill(load_config("configs/fashion_mnist_kd.yaml"))
+print(result.metrics["test_accuracy"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from kdistill import data as _data  # noqa: F401  (registers data sources)
+from kdistill import methods as _methods  # noqa: F401  (registers methods)
+from kdistill import models as _models  # noqa: F401  (registers model sources)
+from kdistill.config import DataConfig, EvalConfig, ModelConfig, RunConfig
+from kdistill.data.base import DataSplits, load_data
+from kdistill.errors import ConfigError, ModelError
+from kdistill.evaluate import accuracy, agreement, expected_calibration_error, measure_speed, predict
+from kdistill.methods.base import Method, MethodContext, build_method
+from kdistill.models.base import build_model
+from kdistill.models.weights import load_weights, save_weights
+from kdistill.results import ModelRow
+from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, prepare_run_dir, write_json
+from kdistill.tasks import TASKS, Task
+from kdistill.teacher import LiveTeacher, Teacher
+from kdistill.trainer import Trainer, make_fabric
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: RunConfig
+    student: nn.Module
+    metrics: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+
+def train(config: RunConfig, overwrite: bool = False, resume: bool = False) -> RunResult:
+    """Plain supervised training of ``config.student`` (a teacher, or a baseline student)."""
+    return _run(config, distilling=False, overwrite=overwrite, resume=resume)
+
+
+def distill(config: RunConfig, overwrite: bool = False, resume: bool = False) -> RunResult:
+    """Train ``config.student`` from ``config.teacher`` with the configured methods."""
+    if config.teacher is None:
+        raise ConfigError(
+            "distill needs a teacher: set teacher.name and teacher.weights (or --teacher/--teacher-weights)"
+        )
+    return _run(config, distilling=True, overwrite=overwrite, resume=resume)
+
+
+def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> RunResult:
+    # Every check happens before the run folder is touched or a step is taken.
+    task = TASKS.get(config.task)()
+    splits = load_data(config.data)
+    cached = distilling and config.teacher is not None and config.teacher.name.startswith("cache:")
+    teacher_model = build_teacher(config, splits) if distilling and not cached else None
+    L.seed_everything(config.seed, verbose=False)
+    student = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
+    methods = build_methods(config, splits) if distilling else {}
+    if distilling:
+        prepare_methods(methods, student, teacher_model, splits)
+    teacher: Teacher | None = None
+    if cached:
+        teacher = open_cache_teacher(config, splits, methods)
+    run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume)
+    if distilling and not cached:
+        teacher = make_teacher(teacher_model, methods, task)
+
+    fabric = make_fabric(config, run_dir)
+    trainer = Trainer(config, run_dir, task, fabric)
+    try:
+        fit = trainer.fit(student, splits.train, splits.val, teacher=teacher, methods=methods, resume=resume)
+    finally:
+        if teacher is not None:
+            teacher.close()
+    save_weights(student, run_dir / STUDENT_WEIGHTS)
+    metrics = final_metrics(config, run_dir, student, teacher_model, splits, task)
+    metrics.update(
+        best_epoch=fit.best_epoch,
+        best_val_accuracy=fit.best_val_accuracy,
+        epoch_time_s=fit.epoch_time_s,
+        epochs=config.trainer.epochs,
+    )
+    write_json(run_dir / "summary.json", metrics)
+    return RunResult(run_dir, config, student, metrics, fit.history)
+
+
+def build_teacher(config: RunConfig, splits: DataSplits) -> nn.Module:
+    teacher_config = config.teacher
+    assert teacher_config is not None
+    if not teacher_config.weights and not teacher_config.pretrained:
+        raise ConfigError(
+            "teacher.weights is required: a teacher with random weights teaches nothing "
+            "(train one with `kdistill train`, then pass its student.safetensors)"
+        )
+    model = build_model(teacher_config, splits.input_shape, splits.num_classes, role="teacher")
+    return model
+
+
+def build_methods(config: RunConfig, splits: DataSplits) -> dict[str, Method]:
+    names = dict.fromkeys([*config.distill.methods, *(m for s in config.distill.stages for m in s.methods)])
+    if not names:
+        raise ConfigError("distill.methods is empty; name at least one method, e.g. {kd: 1.0}")
+    unknown_options = set(config.distill.method_options) - set(names)
+    if unknown_options:
+        raise ConfigError(f"distill.method_options names methods that are not used: {sorted(unknown_options)}")
+    return {
+        name: build_method(
+            name, config.distill.temperature, splits.num_classes, config.distill.method_options.get(name)
+        )
+        for name in names
+    }
+
+
+def prepare_methods(
+    methods: dict[str, Method], student: nn.Module, teacher: nn.Module | None, splits: DataSplits
+) -> None:
+    sample = {k: v.unsqueeze(0) for k, v in splits.train[0].items()}
+    context = MethodContext(
+        student=student,
+        teacher=teacher,
+        sample_batch=sample,
+        num_classes=splits.num_classes,
+        num_train_samples=len(splits.train),
+    )
+    for method in methods.values():
+        method.prepare(context)
+
+
+def open_cache_teacher(config: RunConfig, splits: DataSplits, methods: dict[str, Method]) -> Teacher:
+    """``teacher.name: cache:<dir>``: stored outputs instead of a model; only logit methods can use them."""
+    from kdistill.cache import teacher_from_cache_spec
+
+    needs_features = sorted(name for name, m in methods.items() if m.teacher_taps())
+    if needs_features:
+        raise ConfigError(
+            f"methods {needs_features} need teacher features, which a cache does not store; "
+            "use a live teacher (teacher.name: the model) for them"
+        )
+    assert config.teacher is not None
+    return teacher_from_cache_spec(config.teacher.name, config, splits)
+
+
+def make_teacher(model: nn.Module | None, methods: dict[str, Method], task: Task) -> Teacher:
+    assert model is not None
+    feature_names = sorted({name for m in methods.values() for name in m.teacher_taps()})
+    return LiveTeacher(model, feature_names=feature_names, task=task)
+
+
+def final_metrics(
+    config: RunConfig, run_dir: Path, student: nn.Module, teacher: nn.Module | None, splits: DataSplits, task: Task
+) -> dict:
+    """Test accuracy of the last and the best-validation student, agreement with the teacher, ECE."""
+    logits, targets = predict(student, splits.test, config.trainer.eval_batch_size, task)
+    metrics = {
+        "test_accuracy": accuracy(logits, targets),
+        "test_ece": expected_calibration_error(logits, targets, config.eval.ece_bins),
+    }
+    best_weights = run_dir / "checkpoints/best" / STUDENT_WEIGHTS
+    if best_weights.is_file():
+        best = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
+        load_weights(best, best_weights, role="student")
+        metrics["test_accuracy_best"] = accuracy(
+            predict(best, splits.test, config.trainer.eval_batch_size, task)[0], targets
+        )
+    if teacher is not None:
+        teacher_logits, _ = predict(teacher, splits.test, config.trainer.eval_batch_size, task)
+        metrics["teacher_test_accuracy"] = accuracy(teacher_logits, targets)
+        metrics["test_agreement"] = agreement(logits, teacher_logits)
+    return metrics
+
+
+# ----- evaluation of finished runs and checkpoints -----
+
+
+@dataclass
+class EvalEntry:
+    """A model to evaluate: a name for the table, how to build it, and its weights."""
+
+    name: str
+    model: ModelConfig
+
+
+def entry_from_run(run_dir: str | Path) -> tuple[EvalEntry, RunConfig]:
+    from kdistill.config import load_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / STUDENT_WEIGHTS).is_file():
+        raise ConfigError(f"{run_dir} is not a finished kdistill run (needs {CONFIG_FILE} and {STUDENT_WEIGHTS})")
+    config = load_config(run_dir / CONFIG_FILE)
+    model = config.student.model_copy(update={"weights": str(run_dir / STUDENT_WEIGHTS)})
+    return EvalEntry(run_dir.name, model), config
+
+
+def evaluate(
+    entries: list[EvalEntry],
+    data: DataConfig,
+    teacher: EvalEntry | None = None,
+    eval_config: EvalConfig | None = None,
+    task_name: str = "classification",
+) -> list[ModelRow]:
+    """Accuracy, agreement with ``teacher``, ECE, size and batch-1 latency of each model on ``data``'s test split."""
+    eval_config = eval_config or EvalConfig()
+    task = TASKS.get(task_name)()
+    splits = load_data(data)
+    rows, teacher_logits = [], None
+    if teacher is not None:
+        teacher_model = build_model(teacher.model, splits.input_shape, splits.num_classes, role=teacher.name)
+        row, teacher_logits = evaluate_model(teacher.name, teacher_model, splits, None, eval_config, task)
+        rows.append(row)
+    for entry in entries:
+        if not entry.model.weights:
+            raise ModelError(f"{entry.name}: no weights to evaluate")
+        model = build_model(entry.model, splits.input_shape, splits.num_classes, role=entry.name)
+        rows.append(evaluate_model(entry.name, model, splits, teacher_logits, eval_config, task)[0])
+    return rows
+
+
+def evaluate_model(
+    name: str,
+    model: nn.Module,
+    splits: DataSplits,
+    teacher_logits: torch.Tensor | None,
+    eval_config: EvalConfig,
+    task: Task,
+) -> tuple[ModelRow, torch.Tensor]:
+    logits, targets = predict(model, splits.test, task=task)
+    speed = measure_speed(
+        model,
+        splits.sample_input(),
+        runs=eval_config.latency_runs,
+        warmup=eval_config.warmup_runs,
+        throughput_batch=eval_config.throughput_batch,
+        threads=eval_config.threads,
+    )
+    row = ModelRow(
+        name=name,
+        parameters=speed.parameters,
+        size_bytes=speed.size_bytes,
+        test_accuracy=accuracy(logits, targets),
+        agreement=None if teacher_logits is None else agreement(logits, teacher_logits),
+        ece=expected_calibration_error(logits, targets, eval_config.ece_bins),
+        latency_ms=speed.latency_ms,
+        throughput=speed.throughput,
+    )
+    return row, logits

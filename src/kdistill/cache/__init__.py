@@ -1,0 +1,40 @@
+"""Offline distillation: run the teacher once, store its outputs, train students from the store.
+
+``build_cache`` runs ``config.teacher`` over the training split and writes a store (see ``store`` for the format,
+``compact`` for the ``full``/``topk`` encodings). With an active ``RandomCropFlip`` it stores several augmented
+views per sample with their parameters; ``CachedTeacher.train_dataset`` replays those exact views at training time.
+
+Only logits are stored, so only the logit-based methods (kd, dkd, dist, lskd) can train from a cache; the feature
+methods (FitNets, attention transfer, CRD ...) need a live teacher. A cache serves the training split only.
+"""
+
+from kdistill.cache.build import build_cache, cache_info, default_cache_dir
+from kdistill.cache.compact import CompactOutputs
+from kdistill.cache.errors import CacheDiskFullError, CacheError, CacheIncompleteError, CacheMismatchError
+from kdistill.cache.store import CacheStore
+from kdistill.cache.teacher import (
+    CACHE_METHODS,
+    CachedTeacher,
+    ReplayViews,
+    check_cache_methods,
+    open_cached_teacher,
+    teacher_from_cache_spec,
+)
+
+__all__ = [
+    "CACHE_METHODS",
+    "CacheDiskFullError",
+    "CacheError",
+    "CacheIncompleteError",
+    "CacheMismatchError",
+    "CacheStore",
+    "CachedTeacher",
+    "CompactOutputs",
+    "ReplayViews",
+    "build_cache",
+    "cache_info",
+    "check_cache_methods",
+    "default_cache_dir",
+    "open_cached_teacher",
+    "teacher_from_cache_spec",
+]

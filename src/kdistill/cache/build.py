@@ -1,0 +1,220 @@
+"""Run the teacher once over the training split and store its outputs (resumable, deterministic).
+
+Rows are produced in a fixed order (sample-major, ``views`` rows per sample); batches never cross a shard boundary,
+so a resumed build runs exactly the batches an uninterrupted one would and ends with byte-identical shards (on the
+same device and library versions). Augmentation parameters come from a generator seeded per (sample, view).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from kdistill.cache.compact import check_mode, encode
+from kdistill.cache.errors import CacheError
+from kdistill.cache.fingerprint import raw_input
+from kdistill.cache.manifest import check_same_store, new_manifest
+from kdistill.cache.store import MANIFEST, CacheStore, shard_name
+from kdistill.config import ModelConfig, RunConfig
+from kdistill.data.base import RandomCropFlip, TensorDataset, load_data
+
+DEFAULT_AUGMENTED_VIEWS = 4
+
+
+def default_cache_dir(config: RunConfig) -> Path:
+    return Path(config.output_dir) / "cache" / config.name
+
+
+def view_seed(seed: int, sample: int, view: int) -> int:
+    """Seed of the generator that draws the augmentation of one (sample, view): independent of order and workers."""
+    digest = hashlib.sha256(f"{seed}:{sample}:{view}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class ViewRows(Dataset):
+    """Row ``sample * views + view`` -> the augmented input the teacher sees, and the parameters that made it."""
+
+    def __init__(self, dataset: Dataset, augment: RandomCropFlip | None, views: int, seed: int) -> None:
+        self.dataset, self.augment, self.views, self.seed = dataset, augment, views, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.views
+
+    def __getitem__(self, row: int) -> dict[str, torch.Tensor]:
+        sample, view = divmod(row, self.views)
+        image = raw_input(self.dataset, sample)
+        item = {"row": torch.tensor(row)}
+        if self.augment is not None:
+            params = self.augment.sample(torch.Generator().manual_seed(view_seed(self.seed, sample, view)))
+            image = self.augment.apply(image, params)
+            item["params"] = torch.tensor(params, dtype=torch.int16)
+        item["input"] = image
+        return item
+
+
+def _require_teacher(config: RunConfig) -> ModelConfig:
+    teacher = config.teacher
+    if teacher is None or not teacher.weights:
+        raise CacheError("building a teacher cache needs teacher.name and teacher.weights in the config")
+    if teacher.name.startswith("cache:"):
+        raise CacheError(f"teacher.name {teacher.name!r} is already a cache; give the model that should fill it")
+    if config.task != "classification":
+        raise CacheError(f"teacher caches support task 'classification' only, not {config.task!r}")
+    return teacher
+
+
+def _augment_of(dataset: Dataset) -> RandomCropFlip | None:
+    augment = getattr(dataset, "augment", None)
+    if augment is None or not augment.active:
+        return None
+    if not isinstance(dataset, TensorDataset):
+        raise CacheError(f"cannot replay the augmentation of a {type(dataset).__name__}; only TensorDataset")
+    return augment
+
+
+def _device(config: RunConfig, device: str) -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    accelerator = config.trainer.accelerator
+    if accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("mps" if accelerator == "mps" else "cpu")
+
+
+def _open_or_create(root: Path, wanted: dict) -> CacheStore:
+    """Resume the store in ``root`` (same options required) or start an empty one."""
+    if (root / MANIFEST).is_file():
+        store = CacheStore.open(root)
+        check_same_store(store.manifest, wanted, root)
+        store.remove_temporaries()
+        # A shard listed but deleted since is built again.
+        present = [s for s in store.manifest["completed_shards"] if (root / shard_name(s)).is_file()]
+        if present != store.manifest["completed_shards"]:
+            store.manifest["completed_shards"] = present
+            store.write_manifest()
+        return store
+    if root.exists() and any(not p.name.endswith(".tmp") for p in root.iterdir()):
+        raise CacheError(f"{str(root)!r} exists and is not a teacher cache (no {MANIFEST}); pick an empty --dir")
+    root.mkdir(parents=True, exist_ok=True)
+    store = CacheStore(root, wanted)
+    store.remove_temporaries()
+    store.write_manifest()
+    return store
+
+
+def _shard_batches(store: CacheStore, shards: list[int], batch_size: int) -> list[list[int]]:
+    """Row batches in store order that never cross a shard boundary."""
+    batches = []
+    for shard in shards:
+        samples = store.shard_samples(shard)
+        rows = range(samples.start * store.views, samples.stop * store.views)
+        batches += [list(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    return batches
+
+
+def _records(store: CacheStore, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    manifest = store.manifest
+    records = np.empty(len(logits), dtype=store.dtype)
+    for name, values in encode(logits, manifest["mode"], manifest["k"]).items():
+        records[name] = values
+    if manifest["augmented"]:
+        records["params"] = batch["params"].numpy()
+    return records
+
+
+def build_cache(
+    config: RunConfig,
+    cache_dir: str | Path,
+    *,
+    views: int | None = None,
+    mode: str = "full",
+    k: int | None = None,
+    shard_size: int = 1024,
+    num_workers: int | None = None,
+    precision: str = "float16",
+    seed: int = 0,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Fill (or resume) the cache in ``cache_dir`` with the outputs of ``config.teacher`` on the training split.
+
+    Args:
+        config: The run; ``teacher`` needs weights, ``data`` picks the split and transform.
+        cache_dir: Store folder; an existing store is resumed if it was made with the same options.
+        views: Stored augmented views per sample (default 4); 1 when the training transform is deterministic.
+        mode: ``full`` (all log-probabilities) or ``topk`` (k of them plus the rest mass).
+        k: Classes kept in ``topk`` mode.
+        shard_size: Samples per shard file.
+        num_workers: DataLoader workers (default ``config.trainer.num_workers``).
+        precision: Stored precision of the log-probabilities, ``float16`` or ``float32``.
+        seed: Seed of the augmentation parameters.
+        device: ``auto`` follows ``config.trainer.accelerator``.
+        progress: Called with (complete shards, total shards) after each shard.
+
+    Returns:
+        ``cache_info`` of the finished store.
+    """
+    teacher_config = _require_teacher(config)
+    splits = load_data(config.data)
+    augment = _augment_of(splits.train)
+    if views is not None and views < 1:
+        raise CacheError(f"--views must be >= 1, got {views}")
+    views = (views or DEFAULT_AUGMENTED_VIEWS) if augment is not None else 1
+    k = check_mode(mode, k, splits.num_classes, precision)
+    if shard_size < 1:
+        raise CacheError(f"--shard-size must be >= 1, got {shard_size}")
+    wanted = new_manifest(config, splits, mode=mode, k=k, precision=precision, views=views,
+                          augmented=augment is not None, shard_size=shard_size, seed=seed,
+                          batch_size=config.trainer.eval_batch_size)
+    root = Path(cache_dir)
+    store = _open_or_create(root, wanted)
+    todo = [s for s in range(store.num_shards) if s not in set(store.manifest["completed_shards"])]
+    if todo:
+        from kdistill.models import build_model
+        from kdistill.teacher import LiveTeacher
+
+        target = _device(config, device)
+        model = build_model(teacher_config, splits.input_shape, splits.num_classes, role="teacher")
+        teacher = LiveTeacher(model).to(target)
+        rows = ViewRows(splits.train, augment, views, store.manifest["seed"])
+        batches = _shard_batches(store, todo, store.manifest["batch_size"])
+        workers = config.trainer.num_workers if num_workers is None else num_workers
+        loader = DataLoader(rows, batch_sampler=batches, num_workers=workers)
+        _fill(store, teacher, loader, target, progress)
+        teacher.close()
+    store.close()
+    return cache_info(root)
+
+
+def _fill(store: CacheStore, teacher, loader: DataLoader, device: torch.device, progress) -> None:
+    per_shard = store.manifest["shard_size"] * store.views
+    pending: list[np.ndarray] = []
+    for batch in loader:
+        shard = int(batch["row"][0]) // per_shard
+        logits = teacher.outputs({"input": batch["input"].to(device)}).logits  # (B, C)
+        pending.append(_records(store, logits, batch))
+        if sum(len(p) for p in pending) == len(store.shard_samples(shard)) * store.views:
+            store.write_shard(shard, np.concatenate(pending))
+            pending = []
+            if progress is not None:
+                progress(len(store.manifest["completed_shards"]), store.num_shards)
+
+
+def cache_info(cache_dir: str | Path) -> dict:
+    """The manifest plus size on disk, bytes per sample and coverage (complete shards / total)."""
+    store = CacheStore.open(cache_dir)
+    manifest = store.manifest
+    return {
+        "path": str(Path(cache_dir)),
+        "manifest": manifest,
+        "size_on_disk": store.size_on_disk(),
+        "bytes_per_sample": store.bytes_per_sample,
+        "complete_shards": len(manifest["completed_shards"]),
+        "num_shards": store.num_shards,
+        "coverage": store.coverage,
+    }

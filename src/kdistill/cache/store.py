@@ -1,0 +1,185 @@
+"""The on-disk store: ``manifest.json`` plus ``shard-NNNNN.npy`` files, one numpy structured array per shard.
+
+A shard holds the rows of ``shard_size`` consecutive training samples, ``views`` rows per sample (row =
+sample * views + view). Shards are written to ``<name>.tmp``, fsync'd and renamed, so a shard file under its real
+name is always complete; the manifest (also written atomically) lists the completed shards. Reading memory-maps
+shard files (``np.load(mmap_mode="r")``) on demand, so memory stays constant in the data-set size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from kdistill.cache.compact import row_fields
+from kdistill.cache.errors import CacheDiskFullError, CacheError, CacheIncompleteError, CacheMismatchError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+STALL_ENV = "KDISTILL_CACHE_TEST_STALL_SHARD"  # test hook: hang before renaming this shard (to SIGKILL a build)
+_MAX_OPEN_SHARDS = 32
+
+
+def shard_name(shard: int) -> str:
+    return f"shard-{shard:05d}.npy"
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a directory; the rename is still atomic
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_file(path: Path, write) -> None:
+    """Call ``write(file)`` on a fresh file and fsync it (split out so tests can simulate a full disk)."""
+    with open(path, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def atomic_write(path: Path, write, what: str) -> None:
+    """Write via ``<path>.tmp`` + rename; ENOSPC becomes a CacheDiskFullError and the tmp file is removed."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        _write_file(tmp, write)
+        if os.environ.get(STALL_ENV) == path.name:
+            time.sleep(3600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise CacheDiskFullError(
+                f"disk full while writing {what} of the cache in {path.parent}; the complete shards are kept: "
+                "free some space and run `kdistill cache build` again to resume"
+            ) from None
+        raise CacheError(f"cannot write {what} in {path.parent}: {exc}") from None
+    _fsync_dir(path.parent)
+
+
+class CacheStore:
+    """One cache folder: the manifest, the layout it describes, and memory-mapped access to the rows."""
+
+    def __init__(self, root: Path, manifest: dict) -> None:
+        self.root = Path(root)
+        self.manifest = manifest
+        fields = row_fields(manifest["mode"], manifest["k"], manifest["num_classes"], manifest["precision"])
+        if manifest["augmented"]:
+            fields.append(("params", "<i2", (3,)))  # (dy, dx, flip) of RandomCropFlip
+        self.dtype = np.dtype(fields)
+        self._open: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    # Layout -------------------------------------------------------------------------------------------------------
+    @property
+    def views(self) -> int:
+        return self.manifest["views"]
+
+    @property
+    def num_samples(self) -> int:
+        return self.manifest["num_samples"]
+
+    @property
+    def num_shards(self) -> int:
+        return self.manifest["num_shards"]
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return self.dtype.itemsize * self.views
+
+    def shard_samples(self, shard: int) -> range:
+        size = self.manifest["shard_size"]
+        return range(shard * size, min((shard + 1) * size, self.num_samples))
+
+    @property
+    def coverage(self) -> float:
+        return len(self.manifest["completed_shards"]) / self.num_shards
+
+    # Opening and writing ------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path) -> CacheStore:
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise CacheIncompleteError(
+                f"no teacher cache in {str(root)!r} (no {MANIFEST}); build one with `kdistill cache build CONFIG "
+                f"--dir {root}`"
+            )
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"cannot read {path}: {exc}") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise CacheMismatchError(
+                "format", f"cache {str(root)!r} has format version {manifest.get('format_version')}, this kdistill "
+                f"reads {FORMAT_VERSION}; rebuild it with `kdistill cache build`")
+        return cls(root, manifest)
+
+    def write_manifest(self) -> None:
+        text = json.dumps(self.manifest, indent=1, sort_keys=True) + "\n"
+        atomic_write(self.root / MANIFEST, lambda handle: handle.write(text.encode()), "the manifest")
+
+    def remove_temporaries(self) -> None:
+        """Delete ``*.tmp`` files a killed build left behind."""
+        for leftover in self.root.glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    def write_shard(self, shard: int, rows: np.ndarray) -> None:
+        """Write one complete shard atomically, then record it in the manifest."""
+        expected = len(self.shard_samples(shard)) * self.views
+        if rows.dtype != self.dtype or len(rows) != expected:
+            raise CacheError(f"shard {shard}: got {len(rows)} rows of {rows.dtype}, "
+                             f"expected {expected} of {self.dtype}")
+        path = self.root / shard_name(shard)
+        atomic_write(path, lambda handle: np.lib.format.write_array(handle, rows, allow_pickle=False), f"shard {shard}")
+        self.manifest["completed_shards"] = sorted({*self.manifest["completed_shards"], shard})
+        self.write_manifest()
+
+    # Reading ------------------------------------------------------------------------------------------------------
+    def _shard(self, shard: int) -> np.ndarray:
+        """The shard's memory map, kept in a small LRU so open file handles stay bounded."""
+        if shard in self._open:
+            self._open.move_to_end(shard)
+            return self._open[shard]
+        rows = np.load(self.root / shard_name(shard), mmap_mode="r")
+        if rows.dtype != self.dtype:
+            raise CacheError(f"{self.root / shard_name(shard)} holds {rows.dtype}, the manifest says {self.dtype}")
+        self._open[shard] = rows
+        while len(self._open) > _MAX_OPEN_SHARDS:
+            self._open.popitem(last=False)
+        return rows
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Copy the given rows (sample * views + view) out of the memory-mapped shards."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.num_samples * self.views):
+            raise CacheError(
+                f"sample index out of the cache's range (it holds {self.num_samples} training samples); a cached "
+                "teacher serves only the training split it was built from"
+            )
+        per_shard = self.manifest["shard_size"] * self.views
+        shards, local = np.divmod(rows, per_shard)
+        out = np.empty(len(rows), dtype=self.dtype)
+        for shard in np.unique(shards):
+            mask = shards == shard
+            out[mask] = self._shard(int(shard))[local[mask]]
+        return out
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers get the manifest only and map the shards themselves (pickling a memmap copies it).
+        return {**self.__dict__, "_open": OrderedDict()}
+
+    def size_on_disk(self) -> int:
+        return sum(path.stat().st_size for path in self.root.iterdir() if path.is_file())

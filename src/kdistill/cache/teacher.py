@@ -1,0 +1,110 @@
+"""CachedTeacher: the Teacher interface served from a store instead of a live model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from kdistill.cache.compact import CompactOutputs
+from kdistill.cache.errors import CacheError, CacheIncompleteError
+from kdistill.cache.fingerprint import raw_input
+from kdistill.cache.manifest import check_run
+from kdistill.cache.store import CacheStore
+from kdistill.config import RunConfig
+from kdistill.data.base import DataSplits
+from kdistill.outputs import ModelOutputs
+
+# Methods that need only the teacher's logits; feature methods need a live teacher.
+CACHE_METHODS = ("kd", "dkd", "dist", "lskd")
+
+
+class ReplayViews(Dataset):
+    """The training set as the cache saw it: each item is one of its stored views, picked at random.
+
+    The view's augmentation parameters are read from the store and applied with ``RandomCropFlip.apply``, so the
+    student sees exactly the input the stored teacher outputs belong to; the item gets a ``view`` key for lookup.
+    The choice uses torch's global generator, which DataLoader seeds per worker (reproducible under a fixed seed).
+    """
+
+    def __init__(self, dataset: Dataset, store: CacheStore) -> None:
+        augment = getattr(dataset, "augment", None)
+        if augment is None:
+            raise CacheError("the cache stores augmented views but this training set has no augmentation to replay")
+        self.dataset, self.store, self.augment = dataset, store, augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        view = int(torch.randint(self.store.views, ()))
+        params = self.store.read_rows(np.array([index * self.store.views + view]))["params"][0]
+        image = self.augment.apply(raw_input(self.dataset, index), tuple(int(p) for p in params))
+        return {"input": image, "target": self.dataset.targets[index], "index": torch.tensor(index),
+                "view": torch.tensor(view)}
+
+
+class CachedTeacher:
+    """Looks up the stored outputs of (index, view) for each batch; logits rebuild the stored distribution."""
+
+    def __init__(self, store: CacheStore) -> None:
+        self.store = store
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> CachedTeacher:
+        self.device = torch.device(device)
+        return self
+
+    def outputs(self, batch: dict[str, torch.Tensor]) -> ModelOutputs:
+        index = batch["index"].detach().cpu().numpy().astype(np.int64)
+        if self.store.views > 1:
+            if "view" not in batch:
+                raise CacheError("the batch has no 'view' key; wrap the training set with teacher.train_dataset(...) "
+                                 "so it replays the stored views")
+            view = batch["view"].detach().cpu().numpy().astype(np.int64)
+        else:
+            view = np.zeros_like(index)
+        records = self.store.read_rows(index * self.store.views + view)
+        compact = CompactOutputs.from_records(records, self.store.manifest["mode"], self.store.manifest["num_classes"])
+        return ModelOutputs(logits=compact.logits().to(self.device))
+
+    def train_dataset(self, dataset: Dataset) -> Dataset:
+        if len(dataset) != self.store.num_samples:
+            raise CacheError(f"the training set has {len(dataset)} samples, the cache {self.store.num_samples}")
+        return ReplayViews(dataset, self.store) if self.store.manifest["augmented"] else dataset
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_cached_teacher(cache_dir: str | Path, config: RunConfig, splits: DataSplits) -> CachedTeacher:
+    """Open a complete store that matches this run (teacher weights if the config names them, data, transform)."""
+    store = CacheStore.open(cache_dir)
+    if store.coverage < 1.0:
+        done, total = len(store.manifest["completed_shards"]), store.num_shards
+        raise CacheIncompleteError(
+            f"cache {str(cache_dir)!r} is partial ({done}/{total} shards); run `kdistill cache build` again with the "
+            "same options to resume it")
+    check_run(store.manifest, config, splits, cache_dir)
+    return CachedTeacher(store)
+
+
+def check_cache_methods(methods: dict[str, float]) -> None:
+    """Refuse methods that need teacher features: a cache holds logits only."""
+    unsupported = sorted(name for name in methods if name not in CACHE_METHODS)
+    if unsupported:
+        raise CacheError(f"method(s) {', '.join(unsupported)} need teacher features, which a cache does not store; "
+                         f"use a live teacher or only {', '.join(CACHE_METHODS)}")
+
+
+def teacher_from_cache_spec(spec: str, config: RunConfig, splits: DataSplits) -> CachedTeacher:
+    """``cache:<dir>`` (a ``teacher.name``) -> the CachedTeacher of that store, checked against the run."""
+    prefix, _, folder = spec.partition(":")
+    if prefix != "cache" or not folder:
+        raise CacheError(f"teacher {spec!r} is not a cache spec; write cache:<dir>")
+    check_cache_methods(config.distill.methods)
+    for stage in config.distill.stages:
+        check_cache_methods(stage.methods)
+    return open_cached_teacher(folder, config, splits)

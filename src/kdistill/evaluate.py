@@ -1,0 +1,103 @@
+"""Accuracy, agreement with the teacher, calibration (ECE), and the speed/size of a model."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from kdistill.models.base import count_parameters
+from kdistill.models.weights import save_weights
+from kdistill.tasks import ClassificationTask, Task
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, batch_size: int = 512, task: Task | None = None,
+            device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, C), targets (N,)) of a model over a data set, in order."""
+    task = task or ClassificationTask()
+    model = model.to(device).eval()
+    logits, targets = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits.append(task.logits(model, batch).float().cpu())
+        targets.append(batch["target"].cpu())
+    return torch.cat(logits), torch.cat(targets)
+
+
+def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == targets).float().mean())
+
+
+def agreement(logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
+    """Share of samples where student and teacher predict the same class."""
+    return float((logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean())
+
+
+def expected_calibration_error(logits: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): sum over equal-width confidence bins of |accuracy - confidence| * bin share."""
+    confidence, predicted = logits.softmax(-1).max(-1)
+    hits = (predicted == targets).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = torch.zeros(())
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            ece += in_bin.float().mean() * (hits[in_bin].mean() - confidence[in_bin].mean()).abs()
+    return float(ece)
+
+
+@dataclass
+class SpeedReport:
+    parameters: int
+    size_bytes: int
+    latency_ms: float  # batch 1, median of the timed runs
+    latency_p95_ms: float
+    throughput: float  # samples per second at the throughput batch size
+    threads: int
+
+
+def size_on_disk(model: nn.Module) -> int:
+    """Bytes of the model's weights saved as safetensors (what a user would ship)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_weights(model, Path(folder) / "model.safetensors")
+        return path.stat().st_size
+
+
+@torch.no_grad()
+def measure_speed(model: nn.Module, sample: torch.Tensor, runs: int = 100, warmup: int = 10,
+                  throughput_batch: int = 256, threads: int | None = None) -> SpeedReport:
+    """Batch-1 latency (median and p95 after warm-up) and throughput, on the CPU, in eager PyTorch."""
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model = model.cpu().eval()
+        one = sample[:1].cpu()
+        for _ in range(warmup):
+            model(one)
+        timings = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(one)
+            timings.append((time.perf_counter() - start) * 1000)
+        big = one.expand(throughput_batch, *one.shape[1:]).contiguous()
+        model(big)
+        repeats, start = 3, time.perf_counter()
+        for _ in range(repeats):
+            model(big)
+        throughput = repeats * throughput_batch / (time.perf_counter() - start)
+        timings.sort()
+        return SpeedReport(
+            parameters=count_parameters(model), size_bytes=size_on_disk(model),
+            latency_ms=statistics.median(timings), latency_p95_ms=timings[int(0.95 * (len(timings) - 1))],
+            throughput=throughput, threads=torch.get_num_threads(),
+        )
+    finally:
+        torch.set_num_threads(previous_threads)

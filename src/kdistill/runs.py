@@ -1,0 +1,85 @@
+"""Run folders: ``<output_dir>/<name>/`` holds config.yaml, metrics.jsonl, checkpoints/ and results.
+
+An existing folder is refused unless the user asks to overwrite it or resume it, so no work is lost by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdistill.config import RunConfig, dump_config
+from kdistill.errors import RunFolderError
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+LAST_CHECKPOINT = "checkpoints/last"
+STUDENT_WEIGHTS = "student.safetensors"
+
+
+def prepare_run_dir(config: RunConfig, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create the run folder (or check it can be resumed) and save the resolved config."""
+    if overwrite and resume:
+        raise RunFolderError("choose --overwrite or --resume, not both")
+    run_dir = config.run_dir
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if resume:
+        if not (run_dir / LAST_CHECKPOINT).is_dir():
+            raise RunFolderError(f"cannot resume {run_dir}: no checkpoint there (start it without --resume)")
+        check_same_config(config, run_dir)
+        return run_dir
+    if exists:
+        if not overwrite:
+            raise RunFolderError(f"run folder {run_dir} exists; pass --overwrite to replace it, --resume to continue "
+                                 "it, or choose another --name")
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise RunFolderError(f"refusing to overwrite {run_dir}: it is not a kdistill run folder (no {CONFIG_FILE})")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / CONFIG_FILE)
+    return run_dir
+
+
+def check_same_config(config: RunConfig, run_dir: Path) -> None:
+    """Resuming with other settings would silently mix two runs; only the epoch count may grow."""
+    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    current = config.model_dump(mode="json")
+    saved.get("trainer", {}).pop("epochs", None)
+    current.get("trainer", {}).pop("epochs", None)
+    differing = sorted(_diff_keys(saved, current))
+    if differing:
+        raise RunFolderError(f"cannot resume {run_dir} with a different config (differs at: {', '.join(differing)})")
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = set(a) | set(b)
+        return [k for key in keys for k in _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Drop records of epochs after the checkpoint (written before a crash, then redone on resume)."""
+    kept = [r for r in read_jsonl(path) if r.get("epoch", -1) <= last_epoch]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,115 @@
+"""Every registered method: built by name, prepared on tiny built-in models, forward + backward.
+
+Gradients must reach the student (and the method's own adapters/heads) and never the teacher, even when the
+teacher's outputs were produced with gradients enabled.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdistill.config import ModelConfig
+from kdistill.errors import ConfigError, ModelError
+from kdistill.methods import METHODS, MethodContext, build_method
+from kdistill.models import build_model
+from kdistill.outputs import ModelOutputs
+from kdistill.taps import FeatureTaps
+
+INPUT_SHAPE, CLASSES, BATCH = (1, 8, 8), 5, 6
+MODELS = {"cnn-resnet": ("cnn", "resnet"), "mlp-mlp": ("mlp", "mlp")}
+NEEDS_MAPS = {"at", "nst"}  # compare (C, H, W) maps: refused on MLP features
+
+
+def _models(student_name: str, teacher_name: str):
+    torch.manual_seed(0)
+    student = build_model(ModelConfig(name=student_name, kwargs={"width": 4}), INPUT_SHAPE, CLASSES)
+    teacher = build_model(ModelConfig(name=teacher_name, kwargs={"width": 6}), INPUT_SHAPE, CLASSES)
+    return student, teacher
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"input": torch.randn(BATCH, *INPUT_SHAPE, generator=g), "target": torch.randint(0, CLASSES, (BATCH,),
+            generator=g), "index": torch.arange(BATCH) * 3}
+
+
+def _outputs(model, taps: list[str], batch, role: str) -> ModelOutputs:
+    tapper = FeatureTaps(model, taps, role=role) if taps else None
+    logits = model(batch["input"])
+    features = tapper.collect() if tapper else {}
+    if tapper:
+        tapper.remove()
+    return ModelOutputs(logits, features)
+
+
+@pytest.mark.parametrize("models", list(MODELS))
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_trains_the_student_not_the_teacher(name, models):
+    student, teacher = _models(*MODELS[models])
+    batch = _batch()
+    method = build_method(name, 4.0, CLASSES)
+    context = MethodContext(student, teacher, {"input": batch["input"][:1]}, CLASSES, num_train_samples=32)
+    if name in NEEDS_MAPS and models == "mlp-mlp":
+        with pytest.raises(ModelError, match="feature maps"):
+            method.prepare(context)
+        return
+    method.prepare(context)
+    student.train()
+    terms = method(_outputs(student, method.student_taps(), batch, "student"),
+                   _outputs(teacher, method.teacher_taps(), batch, "teacher"), batch)
+    assert terms and all(v.dim() == 0 and v.dtype == torch.float32 and torch.isfinite(v) for v in terms.values())
+    sum(terms.values()).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+    for param in method.parameters():  # adapters and heads train with the student
+        assert param.grad is not None, f"{name}: a method parameter got no gradient"
+
+
+def test_feature_methods_pair_stages_automatically():
+    student, teacher = _models("cnn", "resnet")
+    context = MethodContext(student, teacher, {"input": _batch()["input"][:1]}, CLASSES, 32)
+    fitnet = build_method("fitnet", 4.0, CLASSES)
+    fitnet.prepare(context)
+    assert fitnet.pairs == [("features.1.1", "layers.1")]  # the middle stage (8x8 -> 4x4 -> 2x2)
+    assert fitnet.student_shapes == [(8, 4, 4)] and fitnet.teacher_shapes == [(12, 4, 4)]
+    assert isinstance(fitnet.adapters[0][0], torch.nn.Conv2d)  # 8 -> 12 channels
+    at = build_method("at", 4.0, CLASSES)
+    at.prepare(context)
+    assert at.pairs == [("features.0.1", "layers.0"), ("features.1.1", "layers.1"), ("features", "layers")]
+    assert sum(p.numel() for p in at.parameters()) == 0  # attention maps need no channel adapter
+    rkd = build_method("rkd", 4.0, CLASSES)
+    rkd.prepare(context)
+    assert rkd.pairs == [("dropout", "pool")]  # penultimate features
+
+
+def test_cached_teacher_needs_explicit_pairs_and_uses_cached_shapes():
+    student, teacher = _models("cnn", "resnet")
+    sample = {"input": _batch()["input"][:1]}
+    with pytest.raises(ConfigError, match="give pairs explicitly"):
+        build_method("fitnet", 4.0, CLASSES).prepare(MethodContext(student, None, sample, CLASSES, 32))
+    cached = ModelOutputs(torch.zeros(1, CLASSES), {"layers.2": torch.zeros(1, 24, 2, 2)})
+    method = build_method("fitnet", 4.0, CLASSES, {"pairs": [["features.2", "layers.2"]]})
+    method.prepare(MethodContext(student, None, sample, CLASSES, 32, teacher_sample_outputs=cached))
+    assert method.teacher_shapes == [(24, 2, 2)]
+    with pytest.raises(ConfigError, match="cached teacher has no features"):
+        method.prepare(MethodContext(student, None, sample, CLASSES, 32))
+    # Relational losses accept any teacher width: no cached shapes needed.
+    rkd = build_method("rkd", 4.0, CLASSES, {"pairs": [["pool", "pool"]]})
+    rkd.prepare(MethodContext(student, None, sample, CLASSES, 32))
+    assert rkd.student_shapes == [(16, 1, 1)] and rkd.teacher_taps() == ["pool"]
+
+
+def test_bad_feature_options_are_clear_errors():
+    student, teacher = _models("cnn", "resnet")
+    context = MethodContext(student, teacher, {"input": _batch()["input"][:1]}, CLASSES, 32)
+    with pytest.raises(ModelError, match="no module named 'features.9'.*nearest"):
+        build_method("fitnet", 4.0, CLASSES, {"pairs": [["features.9", "layers"]]}).prepare(context)
+    with pytest.raises(ModelError, match="cannot adapt"):
+        build_method("fitnet", 4.0, CLASSES, {"pairs": [["features", "head"]]}).prepare(context)
+    with pytest.raises(ConfigError, match="is empty"):
+        build_method("sp", 4.0, CLASSES, {"pairs": []})
+    with pytest.raises(ConfigError, match="list of"):
+        build_method("sp", 4.0, CLASSES, {"pairs": ["features"]})
+    with pytest.raises(ConfigError, match="unknown option"):
+        build_method("rkd", 4.0, CLASSES, {"distance_wieght": 1.0})
