@@ -61,14 +61,15 @@ def test_unknown_tiny_model_option_is_refused():
     assert _build("tiny-llama", rms_norm_eps=1e-5).config.rms_norm_eps == 1e-5
 
 
-def test_check_model_io_of_base_needs_the_token_hook():
-    """Documents the integration point: models/base.check_model_io feeds float zeros, which token models refuse."""
+def test_base_check_model_io_routes_token_models_to_the_token_check():
+    """models/base.check_model_io feeds token ids to text models: right vocab passes, a wrong one is a ModelError."""
     from kdistill.models.base import check_model_io
 
     model = _build("tiny-gpt2")
     assert hf.is_token_model(model)
+    check_model_io(model, (LENGTH,), VOCAB, role="tiny-gpt2")
     with pytest.raises(ModelError):
-        check_model_io(model, (LENGTH,), VOCAB, role="tiny-gpt2")
+        check_model_io(model, (LENGTH,), VOCAB + 7, role="tiny-gpt2")
 
 
 def test_hf_source_loads_a_local_folder(tmp_path):

@@ -7,6 +7,7 @@ print(result.metrics["test_accuracy"])
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from kdistill import models as _models  # noqa: F401  (registers model sources)
 from kdistill.config import DataConfig, EvalConfig, ModelConfig, RunConfig
 from kdistill.data.base import DataSplits, load_data
 from kdistill.errors import ConfigError, ModelError
-from kdistill.evaluate import accuracy, agreement, expected_calibration_error, measure_speed, predict
+from kdistill.evaluate import accuracy, agreement, expected_calibration_error, measure_speed, predict, task_metrics
 from kdistill.methods.base import Method, MethodContext, build_method
 from kdistill.models.base import build_model
 from kdistill.models.weights import load_weights, save_weights
@@ -157,6 +158,13 @@ def final_metrics(
     config: RunConfig, run_dir: Path, student: nn.Module, teacher: nn.Module | None, splits: DataSplits, task: Task
 ) -> dict:
     """Test accuracy of the last and the best-validation student, agreement with the teacher, ECE."""
+    if task.name != "classification":  # e.g. language models: per-token loss, perplexity, top-1 agreement
+        metrics = task_metrics(student, splits.test, task, teacher, config.trainer.eval_batch_size)
+        metrics["test_perplexity"] = math.exp(min(metrics["test_loss"], 50.0))
+        if teacher is not None:
+            teacher_metrics = task_metrics(teacher, splits.test, task, None, config.trainer.eval_batch_size)
+            metrics["teacher_test_perplexity"] = math.exp(min(teacher_metrics["test_loss"], 50.0))
+        return metrics
     logits, targets = predict(student, splits.test, config.trainer.eval_batch_size, task)
     metrics = {
         "test_accuracy": accuracy(logits, targets),

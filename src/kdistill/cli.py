@@ -212,6 +212,18 @@ def demo(
     console.print(f"run folder: {result.run_dir} (results.md, results.json, one sub-folder per model)")
 
 
+@app.command()
+def corpus(
+    path: Annotated[Path, typer.Argument(help="output .jsonl file (one {\"text\": ...} object per line)")],
+    max_chars: Annotated[int, Opt(help="characters of text to write")] = 300_000,
+) -> None:
+    """Write a text corpus for language-model runs from Python's standard-library sources (offline)."""
+    from kdistill.lm.corpus import write_corpus
+
+    written = write_corpus(path, max_chars=max_chars)
+    console.print(f"wrote {written} ({written.stat().st_size:,} bytes)")
+
+
 @app.command("config")
 def show_config(config: ConfigArg = None, set_: SetOpt = None) -> None:
     """Print the resolved config (defaults + file + overrides) as YAML."""

@@ -201,6 +201,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for text in overrides or []:
         keys, value = parse_override(text)
         _set_dotted(tree, keys, value)
+    student = tree.get("student")
+    if isinstance(student, dict) and "name" not in student:  # `student.kwargs=...` keeps the default student
+        tree["student"] = {"name": RunConfig().student.name, **student}
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:

@@ -31,6 +31,32 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 512, task: Tas
     return torch.cat(logits), torch.cat(targets)
 
 
+@torch.no_grad()
+def task_metrics(model: nn.Module, dataset: Dataset, task: Task, teacher: nn.Module | None = None,
+                 batch_size: int = 64, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Loss, accuracy (and agreement with ``teacher``) for any task, e.g. next-token metrics of a language model.
+
+    Sums are weighted by each batch's prediction count, so the figures do not depend on the batch size.
+    """
+    model = model.to(device).eval()
+    teacher = teacher.to(device).eval() if teacher is not None else None
+    sums = {"loss": 0.0, "correct": 0, "count": 0, "agree": 0}
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = task.logits(model, batch)
+        hits, count = task.correct(logits, batch)
+        sums["loss"] += float(task.loss(logits, batch)) * count
+        sums["correct"] += int(hits)
+        sums["count"] += count
+        if teacher is not None:
+            sums["agree"] += int(task.agreement(logits, task.logits(teacher, batch), batch)[0])
+    count = max(sums["count"], 1)
+    metrics = {"test_loss": sums["loss"] / count, "test_accuracy": sums["correct"] / count}
+    if teacher is not None:
+        metrics["test_agreement"] = sums["agree"] / count
+    return metrics
+
+
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float((logits.argmax(-1) == targets).float().mean())
 

@@ -29,6 +29,11 @@ class Task:
         """(number of correct predictions, number of predictions) for accuracy."""
         raise NotImplementedError
 
+    def agreement(self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: dict[str, torch.Tensor]
+                  ) -> tuple[torch.Tensor, int]:
+        """(predictions where student and teacher pick the same class, number of predictions)."""
+        raise NotImplementedError
+
 
 TASKS: Registry[type[Task]] = Registry("task")
 
@@ -45,3 +50,10 @@ class ClassificationTask(Task):
 
     def correct(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         return (logits.argmax(-1) == batch["target"]).sum(), int(batch["target"].numel())
+
+    def agreement(self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: dict[str, torch.Tensor]
+                  ) -> tuple[torch.Tensor, int]:
+        return (logits.argmax(-1) == teacher_logits.argmax(-1)).sum(), int(logits.shape[0])
+
+
+from kdistill.lm import task as _lm_task  # noqa: E402,F401  (registers causal-lm; TASKS exists by now)

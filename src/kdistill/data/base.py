@@ -41,7 +41,7 @@ def load_data(config: DataConfig) -> DataSplits:
     """Resolve ``config.name`` (``digits``, ``csv:<path>`` ...) to its source and build the splits."""
     source_name, _, argument = config.name.partition(":")
     source = DATA_SOURCES.get(source_name)
-    if source_name in ("imagefolder", "csv") and not argument:
+    if source_name in ("imagefolder", "csv", "text", "jsonl") and not argument:
         raise DataError(f"data.name {config.name!r} needs a path, e.g. {source_name}:/path/to/data")
     return source(config, argument or None)
 

@@ -25,13 +25,17 @@ def load_csv(config: DataConfig, argument: str | None) -> DataSplits:
     if config.label_column not in header:
         raise DataError(f"{path}: label column {config.label_column!r} not in header {header}; set data.label_column")
     label_at = header.index(config.label_column)
-    labels_raw = [row[label_at] for row in body]
+    numbered = [(line_number, row) for line_number, row in enumerate(body, start=2) if row]  # skip blank lines
+    if not numbered:
+        raise DataError(f"{path}: needs a header row and at least one data row")
+    for line_number, row in numbered:
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line_number}: {len(row)} fields, header has {len(header)}")
+    labels_raw = [row[label_at] for _, row in numbered]
     class_names = sorted(set(labels_raw), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0, v))
     lookup = {name: i for i, name in enumerate(class_names)}
     features = []
-    for line_number, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}:{line_number}: {len(row)} fields, header has {len(header)}")
+    for line_number, row in numbered:
         try:
             features.append([float(v) for i, v in enumerate(row) if i != label_at])
         except ValueError as exc:

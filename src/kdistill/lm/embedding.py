@@ -177,8 +177,8 @@ def distill_embeddings(sentences: Sequence[str] | None = None, layers: Sequence[
     """Distil MiniLM into a layer subset (``layers``) or a given ``student``; return it with before/after metrics.
 
     Default sentences: 2000 stdlib docstring sentences (``kdistill.lm.corpus.docstring_sentences``); the last
-    ``heldout`` are kept for metrics. CPU time is dominated by the teacher's single encoding pass and the student's
-    training steps (see the report in the docstring of this module's tests for measured times).
+    ``heldout`` are kept for metrics. Measured with the defaults on a shared, loaded 2-core CPU: 5.3 minutes
+    (cosine to teacher 0.36 -> 0.70, top-10 overlap 0.49 -> 0.57); use fewer sentences or epochs for a quick run.
     """
     from kdistill.lm.corpus import docstring_sentences
 

@@ -81,3 +81,10 @@ class CausalLMTask(Task):
         mask = shifted_labels != IGNORE_INDEX
         hits = (shifted_logits.argmax(-1) == shifted_labels) & mask
         return hits.sum(), int(mask.sum())
+
+    def agreement(self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: dict[str, torch.Tensor]
+                  ) -> tuple[torch.Tensor, int]:
+        """Top-1 next-token agreement on the target positions."""
+        mask = target_mask(batch["labels"])
+        same = (logits[:, :-1].argmax(-1) == teacher_logits[:, :-1].argmax(-1)) & mask
+        return same.sum(), int(mask.sum())

@@ -12,6 +12,7 @@ from kdistill.methods import (  # noqa: F401  (registration)
     pkt,
     rkd,
     sp,
+    token_kd,
 )
 from kdistill.methods.base import METHODS, Method, MethodContext, build_method
 

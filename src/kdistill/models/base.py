@@ -68,6 +68,10 @@ def logits_of(output: object) -> torch.Tensor:
 
 def check_model_io(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, role: str) -> None:
     """Run one dummy sample; a wrong input shape or class count becomes a one-line ModelError."""
+    from kdistill.models.hf import check_token_model_io, is_token_model
+
+    if is_token_model(model):  # text models: long token ids in, (B, L, V) logits out
+        return check_token_model_io(model, input_shape, num_classes, role)
     was_training = model.training
     model.eval()
     sample = torch.zeros(2, *input_shape, device=next(model.parameters(), torch.empty(0)).device)

@@ -6,6 +6,7 @@ tests and the demo never ask for them.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import sys
@@ -24,7 +25,7 @@ def build_timm(request: ModelRequest) -> nn.Module:
 
     name = request.argument or ""
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name[:4]}*")[:5] if name else []
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6) if name else []
         raise ModelError(f"unknown timm model {name!r}" + (f"; similar: {', '.join(close)}" if close else ""))
     kwargs = dict(request.kwargs)
     if len(request.input_shape) == 3:
