@@ -18,8 +18,19 @@ from kdistill.config import ModelConfig
 from kdistill.models import build_model, save_weights
 
 KDISTILL = Path(sys.executable).with_name("kdistill")
-TINY = ["--data", "digits", "--student", "mlp", "--student-kwargs", "{width: 8, depth: 1}", "--epochs", "1",
-        "--no-progress", "--accelerator", "cpu"]
+TINY = [
+    "--data",
+    "digits",
+    "--student",
+    "mlp",
+    "--student-kwargs",
+    "{width: 8, depth: 1}",
+    "--epochs",
+    "1",
+    "--no-progress",
+    "--accelerator",
+    "cpu",
+]
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -63,17 +74,53 @@ def _bad_inputs(w: Path) -> dict[str, list[str]]:
         "missing csv": ["train", *TINY, "--data", "csv:/nope.csv"],
         "missing imagefolder": ["train", *TINY, "--data", "imagefolder:/nope/images"],
         "class count mismatch": ["distill", *TINY, *teacher, "--teacher-weights", str(w / "three_classes.safetensors")],
-        "checkpoint does not fit": ["distill", *TINY, "--teacher", "mlp", "--teacher-kwargs", "{width: 32, depth: 1}",
-                                    "--teacher-weights", str(w / "teacher16.safetensors")],
+        "checkpoint does not fit": [
+            "distill",
+            *TINY,
+            "--teacher",
+            "mlp",
+            "--teacher-kwargs",
+            "{width: 32, depth: 1}",
+            "--teacher-weights",
+            str(w / "teacher16.safetensors"),
+        ],
         "missing teacher weights file": ["distill", *TINY, *teacher, "--teacher-weights", str(w / "nope.safetensors")],
-        "alpha 1.5": ["distill", *TINY, *teacher, "--teacher-weights", str(w / "teacher16.safetensors"),
-                      "--alpha", "1.5"],
-        "temperature 0": ["distill", *TINY, *teacher, "--teacher-weights", str(w / "teacher16.safetensors"),
-                          "--temperature", "0"],
-        "negative method weight": ["distill", *TINY, *teacher, "--teacher-weights", str(w / "teacher16.safetensors"),
-                                   "--method", "kd=-1"],
-        "unknown method": ["distill", *TINY, *teacher, "--teacher-weights", str(w / "teacher16.safetensors"),
-                           "--method", "kdd"],
+        "alpha 1.5": [
+            "distill",
+            *TINY,
+            *teacher,
+            "--teacher-weights",
+            str(w / "teacher16.safetensors"),
+            "--alpha",
+            "1.5",
+        ],
+        "temperature 0": [
+            "distill",
+            *TINY,
+            *teacher,
+            "--teacher-weights",
+            str(w / "teacher16.safetensors"),
+            "--temperature",
+            "0",
+        ],
+        "negative method weight": [
+            "distill",
+            *TINY,
+            *teacher,
+            "--teacher-weights",
+            str(w / "teacher16.safetensors"),
+            "--method",
+            "kd=-1",
+        ],
+        "unknown method": [
+            "distill",
+            *TINY,
+            *teacher,
+            "--teacher-weights",
+            str(w / "teacher16.safetensors"),
+            "--method",
+            "kdd",
+        ],
         "distill without teacher weights": ["distill", *TINY, *teacher],
         "distill without teacher": ["distill", *TINY],
         "unknown config key": ["train", *TINY, "--set", "trainer.epoch=3"],
@@ -134,10 +181,23 @@ def test_existing_run_folder_is_refused_and_kept(tmp_path, monkeypatch, capsys) 
 def test_overwrite_of_a_foreign_folder_is_refused(tmp_path, monkeypatch, capsys) -> None:
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "keep.txt").write_text("mine")
-    code, _, err = run_main(monkeypatch, capsys, "train", *TINY, "--output-dir", str(tmp_path), "--name", "r",
-                            "--overwrite")
+    code, _, err = run_main(
+        monkeypatch, capsys, "train", *TINY, "--output-dir", str(tmp_path), "--name", "r", "--overwrite"
+    )
     assert_one_line_error(code, err)
     assert (tmp_path / "r" / "keep.txt").read_text() == "mine"
+
+
+def test_run_path_that_is_a_file(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "r").write_text("a file where the run folder would go")
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        code, _, err = run_main(
+            monkeypatch, capsys, "train", *TINY, "--output-dir", str(tmp_path), "--name", "r", *extra
+        )
+        assert_one_line_error(code, err)
+        assert (tmp_path / "r").read_text() == "a file where the run folder would go"
+    code, _, err = run_main(monkeypatch, capsys, "train", *TINY, "--output-dir", str(tmp_path / "r"), "--name", "x")
+    assert_one_line_error(code, err)
 
 
 def test_eval_with_nothing_to_evaluate(monkeypatch, capsys) -> None:
@@ -162,9 +222,25 @@ def test_entry_point_in_a_subprocess(tmp_path) -> None:
     """The installed `kdistill` script: bad input -> exit 2, one stderr line, no traceback, no folder."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [str(KDISTILL), "distill", *TINY, "--teacher", "mlp", "--teacher-weights", "x.safetensors", "--alpha", "1.5",
-         "--output-dir", str(tmp_path), "--name", "bad"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            str(KDISTILL),
+            "distill",
+            *TINY,
+            "--teacher",
+            "mlp",
+            "--teacher-weights",
+            "x.safetensors",
+            "--alpha",
+            "1.5",
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "bad",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert_one_line_error(result.returncode, result.stderr)
     assert "distill.alpha" in result.stderr
@@ -184,8 +260,20 @@ def _table_rows(text: str, names: list[str]) -> dict[str, list[str]]:
 def test_train_distill_eval_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     runs = tmp_path / "runs"
     common = ["--data", "digits", "--no-progress", "--accelerator", "cpu", "--output-dir", str(runs)]
-    code, out, err = run_main(monkeypatch, capsys, "train", *common, "--name", "teacher", "--student", "mlp",
-                              "--student-kwargs", "{width: 32, depth: 1}", "--epochs", "2")
+    code, out, err = run_main(
+        monkeypatch,
+        capsys,
+        "train",
+        *common,
+        "--name",
+        "teacher",
+        "--student",
+        "mlp",
+        "--student-kwargs",
+        "{width: 32, depth: 1}",
+        "--epochs",
+        "2",
+    )
     assert code == 0, err
     summary = json.loads((runs / "teacher/summary.json").read_text())
     assert f"test accuracy {100 * summary['test_accuracy']:.2f}%" in out
@@ -193,9 +281,23 @@ def test_train_distill_eval_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     code, out, err = run_main(monkeypatch, capsys, "train", *common, *student, "--name", "alone")
     assert code == 0, err
     code, out, err = run_main(
-        monkeypatch, capsys, "distill", *common, *student, "--name", "distilled", "--teacher", "mlp",
-        "--teacher-kwargs", "{width: 32, depth: 1}", "--teacher-weights", str(runs / "teacher/student.safetensors"),
-        "-T", "2", "--alpha", "0.3",
+        monkeypatch,
+        capsys,
+        "distill",
+        *common,
+        *student,
+        "--name",
+        "distilled",
+        "--teacher",
+        "mlp",
+        "--teacher-kwargs",
+        "{width: 32, depth: 1}",
+        "--teacher-weights",
+        str(runs / "teacher/student.safetensors"),
+        "-T",
+        "2",
+        "--alpha",
+        "0.3",
     )
     assert code == 0, err
     distilled_summary = json.loads((runs / "distilled/summary.json").read_text())
@@ -205,8 +307,19 @@ def test_train_distill_eval_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     assert saved["distill"]["temperature"] == 2.0 and saved["distill"]["alpha"] == 0.3
 
     table_dir = tmp_path / "table"
-    code, out, err = run_main(monkeypatch, capsys, "eval", str(runs / "alone"), str(runs / "distilled"),
-                              "--teacher", str(runs / "teacher"), "--latency-runs", "3", "--output", str(table_dir))
+    code, out, err = run_main(
+        monkeypatch,
+        capsys,
+        "eval",
+        str(runs / "alone"),
+        str(runs / "distilled"),
+        "--teacher",
+        str(runs / "teacher"),
+        "--latency-runs",
+        "3",
+        "--output",
+        str(table_dir),
+    )
     assert code == 0, err
     names = ["teacher", "alone", "distilled"]
     printed = _table_rows(out, names)
@@ -229,3 +342,21 @@ def test_train_distill_eval_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     md_rows = _table_rows(markdown, names)
     assert list(md_rows) == names
     assert md_rows["alone"][3] == printed["alone"][3]
+
+    # One checkpoint on its own: --model/--weights, named after the weights file.
+    code, out, err = run_main(
+        monkeypatch,
+        capsys,
+        "eval",
+        "--model",
+        "mlp",
+        "--model-kwargs",
+        "{width: 8, depth: 1}",
+        "--weights",
+        str(runs / "distilled/student.safetensors"),
+        "--latency-runs",
+        "2",
+    )
+    assert code == 0, err
+    single = _table_rows(out, ["student"])
+    assert single["student"][3] == printed["distilled"][3]

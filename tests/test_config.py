@@ -58,8 +58,12 @@ def test_negative_method_weight() -> None:
 
 
 def test_other_range_checks_name_their_key() -> None:
-    for override, key in [("trainer.epochs=0", "trainer.epochs"), ("optim.lr=-1", "optim.lr"),
-                          ("data.val_fraction=1.0", "data.val_fraction"), ("optim.name=rmsprop", "optim.name")]:
+    for override, key in [
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("optim.lr=-1", "optim.lr"),
+        ("data.val_fraction=1.0", "data.val_fraction"),
+        ("optim.name=rmsprop", "optim.name"),
+    ]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             load_config(overrides=[override])
 

@@ -281,8 +281,9 @@ def _write_csv(path: Path, lines: list[str]) -> str:
 def test_csv_label_column_by_name_and_string_labels(tmp_path) -> None:
     lines = ["x1,species,x2"] + [f"{i},{['setosa', 'virginica', 'versicolor'][i % 3]},{i * 2}" for i in range(30)]
     name = _write_csv(tmp_path / "iris.csv", lines)
-    splits = load_data(DataConfig(name=name, label_column="species", normalize=False, val_fraction=0.0,
-                                  test_fraction=0.2))
+    splits = load_data(
+        DataConfig(name=name, label_column="species", normalize=False, val_fraction=0.0, test_fraction=0.2)
+    )
     assert splits.class_names == ["setosa", "versicolor", "virginica"]
     assert splits.num_classes == 3 and splits.input_shape == (2,)
     everything = torch.cat([splits.train.inputs, splits.val.inputs, splits.test.inputs])
@@ -347,8 +348,11 @@ def _write_pngs(folder: Path, classes: dict[str, int], size: int = 6) -> None:
 
 def test_imagefolder_one_folder_is_split(tmp_path) -> None:
     _write_pngs(tmp_path / "imgs", {"cat": 6, "dog": 4})
-    splits = load_data(DataConfig(name=f"imagefolder:{tmp_path / 'imgs'}", image_size=4, val_fraction=0.0,
-                                  test_fraction=0.5, normalize=False))
+    splits = load_data(
+        DataConfig(
+            name=f"imagefolder:{tmp_path / 'imgs'}", image_size=4, val_fraction=0.0, test_fraction=0.5, normalize=False
+        )
+    )
     assert splits.class_names == ["cat", "dog"] and splits.num_classes == 2
     assert splits.input_shape == (3, 4, 4)
     assert len(splits.train) + len(splits.val) + len(splits.test) == 10
@@ -382,4 +386,3 @@ def test_imagefolder_bad_paths(tmp_path) -> None:
     with pytest.raises(DataError) as info:
         load_data(DataConfig(name=f"imagefolder:{tmp_path / 'empty'}"))
     assert "\n" not in str(info.value)
-

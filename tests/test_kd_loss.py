@@ -78,7 +78,7 @@ def test_gradient_has_t_squared_scaling(temperature: float) -> None:
     teacher = torch.randn(batch, 6, generator=g) * 3
     kd_kl_loss(student, teacher, temperature).backward()
     # d/ds [T^2 / B * sum KL(softmax(t/T) || softmax(s/T))] = T^2 / B * (softmax(s/T) - softmax(t/T)) / T
-    expected = (torch.softmax(student.detach() / temperature, -1) - torch.softmax(teacher / temperature, -1))
+    expected = torch.softmax(student.detach() / temperature, -1) - torch.softmax(teacher / temperature, -1)
     expected = expected * temperature / batch
     torch.testing.assert_close(student.grad, expected, rtol=1e-5, atol=1e-7)
 

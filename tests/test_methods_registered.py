@@ -12,13 +12,12 @@ import torch
 from kdistill.config import ModelConfig
 from kdistill.errors import ConfigError, ModelError
 from kdistill.methods import METHODS, MethodContext, build_method
-
-# Language-model methods take (B, T, V) logits and token labels; tests/test_lm_losses.py covers them.
-CLASSIFICATION_METHODS = [name for name in METHODS.names() if not name.startswith("token_") and name != "uld"]
 from kdistill.models import build_model
 from kdistill.outputs import ModelOutputs
 from kdistill.taps import FeatureTaps
 
+# Language-model methods take (B, T, V) logits and token labels; tests/test_lm_losses.py covers them.
+CLASSIFICATION_METHODS = [name for name in METHODS.names() if not name.startswith("token_") and name != "uld"]
 INPUT_SHAPE, CLASSES, BATCH = (1, 8, 8), 5, 6
 MODELS = {"cnn-resnet": ("cnn", "resnet"), "mlp-mlp": ("mlp", "mlp")}
 NEEDS_MAPS = {"at", "nst"}  # compare (C, H, W) maps: refused on MLP features

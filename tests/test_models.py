@@ -88,14 +88,15 @@ def test_cnn_on_tabular_input() -> None:
 
 # ----- file:<path.py>:<factory> -----
 
-USER_FILE = '''
+USER_FILE = """
 from torch import nn
 
 
 class Tiny(nn.Module):
     def __init__(self, in_features, num_classes, hidden):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        layers = [nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x):
         return self.net(x), x.mean()  # (logits, extra): kdistill takes the first element
@@ -122,7 +123,7 @@ def wrong_input(num_classes):
 
 def not_a_model(num_classes):
     return [num_classes]
-'''
+"""
 
 
 @pytest.fixture

@@ -141,6 +141,22 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
     )
 
 
+def test_distill_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch) -> None:
+    teacher = _teacher_weights(tmp_path)
+    extra = ("teacher={name: mlp, kwargs: {width: 16}, weights: " + str(teacher) + "}", "distill.alpha=0.3")
+    api.distill(_config(tmp_path, "full", 3, *extra))
+    with monkeypatch.context() as patch:
+        _crash_at(patch, 1)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            api.distill(_config(tmp_path, "crashed", 3, *extra))
+    result = api.distill(_config(tmp_path, "crashed", 3, *extra), resume=True)
+    assert _same(_weights(tmp_path / "full/student.safetensors"), _weights(tmp_path / "crashed/student.safetensors"))
+    records = read_jsonl(tmp_path / "crashed/metrics.jsonl")
+    assert _without_times(records) == _without_times(read_jsonl(tmp_path / "full/metrics.jsonl"))
+    assert all(r["train_kd"] > 0 for r in records)
+    assert "test_agreement" in result.metrics
+
+
 def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path) -> None:
     api.train(_config(tmp_path, "r", 2))
     metrics = tmp_path / "r/metrics.jsonl"
@@ -151,11 +167,6 @@ def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path) -> None:
     assert records[2]["val_accuracy"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: trainer.py saves checkpoints/last before appending the epoch to metrics.jsonl; a kill between the "
-    "two leaves a checkpoint of epoch e with no metrics line for e, and --resume never writes it",
-)
 def test_kill_between_checkpoint_and_metrics_keeps_every_epoch(tmp_path, monkeypatch) -> None:
     import kdistill.trainer as trainer_module
 
@@ -172,6 +183,26 @@ def test_kill_between_checkpoint_and_metrics_keeps_every_epoch(tmp_path, monkeyp
             api.train(_config(tmp_path, "k", 3))
     api.train(_config(tmp_path, "k", 3), resume=True)
     assert [r["epoch"] for r in read_jsonl(tmp_path / "k/metrics.jsonl")] == [0, 1, 2]
+
+
+def test_kill_during_checkpoint_swap_can_resume(tmp_path, monkeypatch) -> None:
+    real_rename = Path.rename
+    calls = {"swaps": 0}
+
+    def rename(self, target):
+        if self.name == "last.tmp" and Path(target).name == "last":
+            calls["swaps"] += 1
+            if calls["swaps"] == 2:  # epoch 1: "last" was already moved to last.old
+                raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "rename", rename)
+        with pytest.raises(KeyboardInterrupt):
+            api.train(_config(tmp_path, "swap", 3))
+    assert not (tmp_path / "swap/checkpoints/last").exists()
+    api.train(_config(tmp_path, "swap", 3), resume=True)
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "swap/metrics.jsonl")] == [0, 1, 2]
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path) -> None:
@@ -219,7 +250,9 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path) -> None:
 def test_stages_switch_the_loss_mix(tmp_path) -> None:
     teacher = _teacher_weights(tmp_path)
     config = _config(
-        tmp_path, "staged", 3,
+        tmp_path,
+        "staged",
+        3,
         "teacher={name: mlp, kwargs: {width: 16}, weights: " + str(teacher) + "}",
         "distill.alpha=0.5",
         "distill.methods={kd: 1.0}",
@@ -244,7 +277,9 @@ def test_stage_method_weight_scales_the_term(tmp_path) -> None:
     kd = {}
     for weight in (1.0, 3.0):
         config = _config(
-            tmp_path, f"w{weight}", 1,
+            tmp_path,
+            f"w{weight}",
+            1,
             "teacher={name: mlp, kwargs: {width: 16}, weights: " + str(teacher) + "}",
             f"distill.stages=[{{epochs: 1, alpha: 0.0, methods: {{kd: {weight}}}}}]",
             "optim.lr=1e-9",  # the student barely moves, so the unweighted KD is the same in both runs
@@ -257,9 +292,25 @@ def test_stage_method_weight_scales_the_term(tmp_path) -> None:
 def test_kill_minus_nine_then_resume(tmp_path) -> None:
     epochs = 40
     args = [
-        str(KDISTILL), "train", "--data", "digits", "--student", "mlp", "--student-kwargs", "{width: 8, depth: 1}",
-        "--epochs", str(epochs), "--batch-size", "8", "--no-progress", "--accelerator", "cpu",
-        "--output-dir", str(tmp_path), "--name", "killed",
+        str(KDISTILL),
+        "train",
+        "--data",
+        "digits",
+        "--student",
+        "mlp",
+        "--student-kwargs",
+        "{width: 8, depth: 1}",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--accelerator",
+        "cpu",
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "killed",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = tmp_path / "killed"

@@ -19,6 +19,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 LAST_CHECKPOINT = "checkpoints/last"
 STUDENT_WEIGHTS = "student.safetensors"
+BEST_WEIGHTS = "best_student.safetensors"  # inside the last checkpoint; published to checkpoints/best/
 
 
 def prepare_run_dir(config: RunConfig, overwrite: bool = False, resume: bool = False) -> Path:
@@ -26,9 +27,11 @@ def prepare_run_dir(config: RunConfig, overwrite: bool = False, resume: bool = F
     if overwrite and resume:
         raise RunFolderError("choose --overwrite or --resume, not both")
     run_dir = config.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"run folder {run_dir} exists as a file; choose another --name or --output-dir")
     exists = run_dir.exists() and any(run_dir.iterdir())
     if resume:
-        if not (run_dir / LAST_CHECKPOINT).is_dir():
+        if find_checkpoint(run_dir) is None:
             raise RunFolderError(f"cannot resume {run_dir}: no checkpoint there (start it without --resume)")
         check_same_config(config, run_dir)
         return run_dir
@@ -39,7 +42,10 @@ def prepare_run_dir(config: RunConfig, overwrite: bool = False, resume: bool = F
         if not (run_dir / CONFIG_FILE).is_file():
             raise RunFolderError(f"refusing to overwrite {run_dir}: it is not a kdistill run folder (no {CONFIG_FILE})")
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"cannot create run folder {run_dir}: {exc.strerror}") from None
     dump_config(config, run_dir / CONFIG_FILE)
     return run_dir
 
@@ -83,3 +89,27 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint: ``last``, else ``last.tmp`` or ``last.old`` left by a kill mid-swap.
+
+    A checkpoint folder is complete when it holds ``state.pt`` (written last, by rename).
+    """
+    last = run_dir / LAST_CHECKPOINT
+    for candidate in (last, last.with_name("last.tmp"), last.with_name("last.old")):
+        if (candidate / "state.pt").is_file():
+            return candidate
+    return None
+
+
+def publish_best(run_dir: Path) -> None:
+    """Copy the best weights of the last checkpoint to ``checkpoints/best/`` (derived; safe to redo)."""
+    checkpoint = find_checkpoint(run_dir)
+    if checkpoint is None or not (checkpoint / BEST_WEIGHTS).is_file():
+        return
+    best = run_dir / "checkpoints/best"
+    best.mkdir(parents=True, exist_ok=True)
+    tmp = best / (STUDENT_WEIGHTS + ".tmp")
+    shutil.copyfile(checkpoint / BEST_WEIGHTS, tmp)
+    tmp.replace(best / STUDENT_WEIGHTS)

@@ -8,6 +8,7 @@ methods' adapters train and synchronise with the student); loss = alpha * task +
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,10 +23,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kdistill.config import RunConfig
+from kdistill.errors import RunFolderError
 from kdistill.methods.base import Method
 from kdistill.models.weights import save_weights
 from kdistill.outputs import ModelOutputs
-from kdistill.runs import LAST_CHECKPOINT, METRICS_FILE, STUDENT_WEIGHTS, append_jsonl, truncate_metrics
+from kdistill.runs import (
+    BEST_WEIGHTS,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    STUDENT_WEIGHTS,
+    append_jsonl,
+    find_checkpoint,
+    publish_best,
+    read_jsonl,
+    truncate_metrics,
+)
 from kdistill.taps import FeatureTaps
 from kdistill.tasks import Task
 from kdistill.teacher import Teacher
@@ -238,10 +250,10 @@ class Trainer:
             result.best_val_accuracy, result.best_epoch = val_accuracy, epoch
         result.history.append(record)
         result.epoch_time_s = sum(r["epoch_time_s"] for r in result.history) / len(result.history)
-        self._save_checkpoint(module, optimizer, scheduler, epoch, result, improved)
-        if fabric.is_global_zero:
+        if fabric.is_global_zero:  # metrics before the checkpoint: resume drops lines past the checkpoint's epoch
             append_jsonl(self.run_dir / METRICS_FILE, record)
             fabric.log_dict({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
+        self._save_checkpoint(module, optimizer, scheduler, epoch, result, improved)
 
     @torch.no_grad()
     def validate(self, student: nn.Module, loader) -> tuple[float, float]:
@@ -261,13 +273,19 @@ class Trainer:
 
     # Checkpoints: student weights (safetensors), method parts (safetensors), training state (weights-only torch).
     def _save_checkpoint(self, module, optimizer, scheduler, epoch, result: FitResult, improved: bool) -> None:
+        """Write ``checkpoints/last`` as one unit: built in ``last.tmp`` (``state.pt`` written last marks it
+        complete), then swapped in. The best weights so far travel inside it, so "best" always matches "last"."""
         if not self.fabric.is_global_zero:
             return
         last = self.run_dir / LAST_CHECKPOINT
-        tmp = last.with_name("last.tmp")
+        tmp, old = last.with_name("last.tmp"), last.with_name("last.old")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_weights(module.student, tmp / STUDENT_WEIGHTS)
+        if improved:
+            shutil.copyfile(tmp / STUDENT_WEIGHTS, tmp / BEST_WEIGHTS)
+        elif (last / BEST_WEIGHTS).is_file():
+            os.link(last / BEST_WEIGHTS, tmp / BEST_WEIGHTS)  # unchanged: a hard link costs no copy
         if len(list(module.methods.parameters())) or len(list(module.methods.buffers())):
             save_weights(module.methods, tmp / "methods.safetensors")
         state = {
@@ -278,20 +296,23 @@ class Trainer:
             "best_epoch": result.best_epoch,
             "best_val_accuracy": result.best_val_accuracy,
         }
-        torch.save(state, tmp / "state.pt")
-        # Swap in the new checkpoint only once it is complete, so a crash never leaves a broken "last".
-        old = last.with_name("last.old")
+        torch.save(state, tmp / "state.tmp")
+        (tmp / "state.tmp").replace(tmp / "state.pt")
         if last.exists():
+            shutil.rmtree(old, ignore_errors=True)
             last.rename(old)
         tmp.rename(last)
         shutil.rmtree(old, ignore_errors=True)
-        if improved:
-            best = self.run_dir / "checkpoints/best"
-            best.mkdir(parents=True, exist_ok=True)
-            save_weights(module.student, best / STUDENT_WEIGHTS)
+        publish_best(self.run_dir)
 
     def _load_checkpoint(self, module, optimizer, scheduler) -> tuple[int, FitResult]:
-        last = self.run_dir / LAST_CHECKPOINT
+        last = find_checkpoint(self.run_dir)
+        if last is None:
+            raise RunFolderError(f"no complete checkpoint in {self.run_dir / 'checkpoints'} to resume from")
+        if last != self.run_dir / LAST_CHECKPOINT:  # a kill mid-swap: promote the complete one to "last"
+            shutil.rmtree(self.run_dir / LAST_CHECKPOINT, ignore_errors=True)
+            last = last.rename(self.run_dir / LAST_CHECKPOINT)
+        publish_best(self.run_dir)
         module.student.load_state_dict(load_file(str(last / STUDENT_WEIGHTS)))
         if (last / "methods.safetensors").is_file():
             module.methods.load_state_dict(load_file(str(last / "methods.safetensors")))
@@ -300,8 +321,6 @@ class Trainer:
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         truncate_metrics(self.run_dir / METRICS_FILE, state["epoch"])
-        from kdistill.runs import read_jsonl
-
         result = FitResult(
             history=read_jsonl(self.run_dir / METRICS_FILE),
             best_epoch=state["best_epoch"],
