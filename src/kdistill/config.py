@@ -119,6 +119,7 @@ class TrainerConfig(_Strict):
     precision: str = Field("32-true", description="32-true | bf16-mixed | 16-mixed (Lightning Fabric)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     grad_clip: float | None = Field(None, gt=0, description="clip gradient norm to this value")
+    accumulate_grad_batches: int = Field(1, gt=0, description="micro-batches per optimiser step")
     progress: bool = Field(True, description="show rich progress bars")
 
 

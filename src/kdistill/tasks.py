@@ -34,6 +34,17 @@ class Task:
         """(predictions where student and teacher pick the same class, number of predictions)."""
         raise NotImplementedError
 
+    def prepare_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> float:
+        """Called before the micro-batches of one optimiser step; returns the divisor of each micro-batch loss.
+
+        Default: losses are per-sample means, so divide by the number of micro-batches.
+        """
+        return float(len(micro_batches))
+
+    def log_scale(self, batch: dict[str, torch.Tensor], count: int) -> float:
+        """Factor turning this micro-batch's loss into its own per-prediction mean, for logging."""
+        return 1.0
+
 
 TASKS: Registry[type[Task]] = Registry("task")
 

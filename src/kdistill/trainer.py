@@ -153,7 +153,8 @@ class Trainer:
         train_loader = self._loader(train_set, shuffle=True)
         val_loader = fabric.setup_dataloaders(self._loader(val_set, shuffle=False), move_to_device=True)
         optimizer = make_optimizer(config, [p for p in module.parameters() if p.requires_grad])
-        scheduler = make_scheduler(config, optimizer, len(train_loader))
+        steps_per_epoch = math.ceil(len(train_loader) / config.trainer.accumulate_grad_batches)
+        scheduler = make_scheduler(config, optimizer, steps_per_epoch)
         wrapped, optimizer = fabric.setup(module, optimizer)
         if teacher is not None:
             teacher.to(fabric.device)
@@ -162,7 +163,7 @@ class Trainer:
         if resume:
             start_epoch, result = self._load_checkpoint(module, optimizer, scheduler)
         show = config.trainer.progress and fabric.is_global_zero
-        total = (config.trainer.epochs - start_epoch) * len(train_loader)
+        total = (config.trainer.epochs - start_epoch) * steps_per_epoch
         try:
             with _ProgressContext(self.run_dir.name, total, show) as bar:
                 for epoch in range(start_epoch, config.trainer.epochs):
@@ -212,28 +213,19 @@ class Trainer:
         sums: dict[str, float] = {}
         correct, seen, started = 0, 0, time.perf_counter()
         bar.describe(f"{self.run_dir.name} epoch {epoch + 1}/{config.trainer.epochs}")
-        for batch in loader:
-            teacher_outputs = teacher.outputs(batch) if teacher is not None and phase.weights else None
-            with fabric.autocast():
-                logits, terms = wrapped(batch, teacher_outputs, phase.weights)
-                task_loss = self.task.loss(logits, batch)
-            distill_loss = sum(terms.values()) if terms else torch.zeros((), device=logits.device)
-            loss = phase.alpha * task_loss + (1.0 - phase.alpha) * distill_loss if terms else task_loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}; lower optim.lr or use precision 32-true"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            fabric.backward(loss)
-            if config.trainer.grad_clip:
-                fabric.clip_gradients(wrapped, optimizer, max_norm=config.trainer.grad_clip)
-            optimizer.step()
+        accumulate, micro_batches = config.trainer.accumulate_grad_batches, []
+        for index, batch in enumerate(loader):
+            micro_batches.append(batch)
+            if len(micro_batches) < accumulate and index + 1 < len(loader):
+                continue
+            for key, value, count in self._optimizer_step(micro_batches, wrapped, optimizer, teacher, phase, epoch):
+                if key == "correct":
+                    correct, seen = correct + int(value), seen + count
+                else:
+                    sums[key] = sums.get(key, 0.0) + value * count
             scheduler.step()
-            hits, count = self.task.correct(logits.detach(), batch)
-            correct, seen = correct + int(hits), seen + count
-            for key, value in {"loss": loss, "task": task_loss, **terms}.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) * count
-            bar.advance(loss=sums["loss"] / seen, acc=correct / seen)
+            micro_batches = []
+            bar.advance(loss=sums["loss"] / max(seen, 1), acc=correct / max(seen, 1))
         epoch_time = time.perf_counter() - started
         val_loss, val_accuracy = self.validate(module.student, val_loader)
         record = {
@@ -254,6 +246,37 @@ class Trainer:
             append_jsonl(self.run_dir / METRICS_FILE, record)
             fabric.log_dict({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
         self._save_checkpoint(module, optimizer, scheduler, epoch, result, improved)
+
+    def _optimizer_step(self, micro_batches, wrapped, optimizer, teacher, phase: Phase, epoch: int):
+        """Forward/backward over the micro-batches of one optimiser step, then step. Yields (key, value, count)
+        for logging: per-sample (or per-token) mean values of each micro-batch and its prediction count."""
+        fabric, records = self.fabric, []
+        divisor = self.task.prepare_step(micro_batches)  # e.g. language models: normalise by the step's tokens
+        optimizer.zero_grad(set_to_none=True)
+        for position, batch in enumerate(micro_batches):
+            teacher_outputs = teacher.outputs(batch) if teacher is not None and phase.weights else None
+            last = position == len(micro_batches) - 1
+            with fabric.no_backward_sync(wrapped, enabled=not last), fabric.autocast():
+                logits, terms = wrapped(batch, teacher_outputs, phase.weights)
+                task_loss = self.task.loss(logits, batch)
+                loss = task_loss
+                if terms:
+                    loss = phase.alpha * task_loss + (1.0 - phase.alpha) * sum(terms.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}; lower optim.lr or use precision 32-true"
+                )
+            with fabric.no_backward_sync(wrapped, enabled=not last):
+                fabric.backward(loss / divisor)
+            hits, count = self.task.correct(logits.detach(), batch)
+            scale = self.task.log_scale(batch, count)
+            records.append(("correct", int(hits), count))
+            records += [(key, float(value.detach()) * scale, count) for key, value in
+                        {"loss": loss, "task": task_loss, **terms}.items()]
+        if self.config.trainer.grad_clip:
+            fabric.clip_gradients(wrapped, optimizer, max_norm=self.config.trainer.grad_clip)
+        optimizer.step()
+        return records
 
     @torch.no_grad()
     def validate(self, student: nn.Module, loader) -> tuple[float, float]:
@@ -354,7 +377,7 @@ class _ProgressContext:
         if self.progress is not None:
             self.progress.update(self.task_id, description=text)
 
-    def advance(self, **fields: float) -> None:
+    def advance(self, **fields: float) -> None:  # one optimiser step
         if self.progress is not None:
             self.progress.update(self.task_id, advance=1, **fields)
 

@@ -82,6 +82,14 @@ class CausalLMTask(Task):
         hits = (shifted_logits.argmax(-1) == shifted_labels) & mask
         return hits.sum(), int(mask.sum())
 
+    def prepare_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> float:
+        """Losses become sums over the step's tokens (see module docstring): no further division."""
+        set_step_tokens(micro_batches)
+        return 1.0
+
+    def log_scale(self, batch: dict[str, torch.Tensor], count: int) -> float:
+        return float(batch[STEP_TOKENS_KEY]) / max(count, 1) if STEP_TOKENS_KEY in batch else 1.0
+
     def agreement(self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: dict[str, torch.Tensor]
                   ) -> tuple[torch.Tensor, int]:
         """Top-1 next-token agreement on the target positions."""
