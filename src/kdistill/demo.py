@@ -20,8 +20,8 @@ PRESETS = {
         data=DataConfig(name="digits", val_fraction=0.15, test_fraction=0.25),
         teacher=ModelConfig(name="cnn", kwargs={"width": 32, "depth": 2, "stages": 2}),
         student=ModelConfig(name="mlp", kwargs={"width": 16, "depth": 1}),
-        teacher_epochs=30, student_epochs=60, batch_size=64, lr=3e-3,
-        distill=DistillConfig(temperature=4.0, alpha=0.3),
+        teacher_epochs=20, student_epochs=40, batch_size=64, lr=3e-3,
+        distill=DistillConfig(temperature=4.0, alpha=0.5),
     ),
     "fashion-mnist": dict(
         data=DataConfig(name="fashion-mnist", val_fraction=5000 / 60000, augment_crop_padding=2, augment_hflip=True),

@@ -4,8 +4,10 @@
 ``compact`` for the ``full``/``topk`` encodings). With an active ``RandomCropFlip`` it stores several augmented
 views per sample with their parameters; ``CachedTeacher.train_dataset`` replays those exact views at training time.
 
-Only logits are stored, so only the logit-based methods (kd, dkd, dist, lskd) can train from a cache; the feature
-methods (FitNets, attention transfer, CRD ...) need a live teacher. A cache serves the training split only.
+Only logits are stored, so only the logit-based methods (kd, dkd, dist, lskd, and the token_* methods for language
+models) can train from a cache; the feature methods (FitNets, attention transfer, CRD ...) need a live teacher. A
+cache serves the training split only. For ``task: causal-lm`` each row is one sequence with the teacher's
+distribution at every position (see ``build``); top-k mode keeps k log-probabilities per token.
 """
 
 from kdistill.cache.build import build_cache, cache_info, default_cache_dir

@@ -3,6 +3,12 @@
 Rows are produced in a fixed order (sample-major, ``views`` rows per sample); batches never cross a shard boundary,
 so a resumed build runs exactly the batches an uninterrupted one would and ends with byte-identical shards (on the
 same device and library versions). Augmentation parameters come from a generator seeded per (sample, view).
+
+Language models (``task: causal-lm``): one row per training sequence holding the teacher's distribution at *every*
+position, padding and prompt positions included. Storing all ``max_length`` positions keeps rows fixed-size (a
+row is found by its sample index, no offset table) and makes the cached logits equal the live teacher's everywhere;
+the cost is the padding share of the data (the losses mask those positions anyway). ``cache_info`` reports the
+bytes per stored token and per target token.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from kdistill.config import ModelConfig, RunConfig
 from kdistill.data.base import RandomCropFlip, TensorDataset, load_data
 
 DEFAULT_AUGMENTED_VIEWS = 4
+CACHE_TASKS = ("classification", "causal-lm")
 
 
 def default_cache_dir(config: RunConfig) -> Path:
@@ -57,14 +64,28 @@ class ViewRows(Dataset):
         return item
 
 
+class TokenRows(Dataset):
+    """Row ``sample`` of a token data set -> its ids and attention mask (one row per sequence, one view)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, row: int) -> dict[str, torch.Tensor]:
+        item = self.dataset[row]
+        return {"row": torch.tensor(row), "input_ids": item["input_ids"], "attention_mask": item["attention_mask"]}
+
+
 def _require_teacher(config: RunConfig) -> ModelConfig:
     teacher = config.teacher
     if teacher is None or not teacher.weights:
         raise CacheError("building a teacher cache needs teacher.name and teacher.weights in the config")
     if teacher.name.startswith("cache:"):
         raise CacheError(f"teacher.name {teacher.name!r} is already a cache; give the model that should fill it")
-    if config.task != "classification":
-        raise CacheError(f"teacher caches support task 'classification' only, not {config.task!r}")
+    if config.task not in CACHE_TASKS:
+        raise CacheError(f"teacher caches support tasks {', '.join(CACHE_TASKS)}, not {config.task!r}")
     return teacher
 
 
@@ -176,12 +197,16 @@ def build_cache(
     todo = [s for s in range(store.num_shards) if s not in set(store.manifest["completed_shards"])]
     if todo:
         from kdistill.models import build_model
+        from kdistill.tasks import TASKS
         from kdistill.teacher import LiveTeacher
 
         target = _device(config, device)
         model = build_model(teacher_config, splits.input_shape, splits.num_classes, role="teacher")
-        teacher = LiveTeacher(model).to(target)
-        rows = ViewRows(splits.train, augment, views, store.manifest["seed"])
+        teacher = LiveTeacher(model, task=TASKS.get(config.task)()).to(target)
+        if config.task == "classification":
+            rows: Dataset = ViewRows(splits.train, augment, views, store.manifest["seed"])
+        else:
+            rows = TokenRows(splits.train)
         batches = _shard_batches(store, todo, store.manifest["batch_size"])
         workers = config.trainer.num_workers if num_workers is None else num_workers
         loader = DataLoader(rows, batch_sampler=batches, num_workers=workers)
@@ -196,7 +221,8 @@ def _fill(store: CacheStore, teacher, loader: DataLoader, device: torch.device, 
     pending: list[np.ndarray] = []
     for batch in loader:
         shard = int(batch["row"][0]) // per_shard
-        logits = teacher.outputs({"input": batch["input"].to(device)}).logits  # (B, C)
+        inputs = {key: value.to(device) for key, value in batch.items() if key not in ("row", "params")}
+        logits = teacher.outputs(inputs).logits  # (B, C), or (B, T, V) for language models
         pending.append(_records(store, logits, batch))
         if sum(len(p) for p in pending) == len(store.shard_samples(shard)) * store.views:
             store.write_shard(shard, np.concatenate(pending))
@@ -206,10 +232,14 @@ def _fill(store: CacheStore, teacher, loader: DataLoader, device: torch.device, 
 
 
 def cache_info(cache_dir: str | Path) -> dict:
-    """The manifest plus size on disk, bytes per sample and coverage (complete shards / total)."""
+    """The manifest plus size on disk, bytes per sample and coverage (complete shards / total).
+
+    Language-model stores add ``bytes_per_token`` (per stored position) and, when every shard is there,
+    ``bytes_per_target_token`` (size of the shards over the target tokens they serve, i.e. padding counted).
+    """
     store = CacheStore.open(cache_dir)
     manifest = store.manifest
-    return {
+    info = {
         "path": str(Path(cache_dir)),
         "manifest": manifest,
         "size_on_disk": store.size_on_disk(),
@@ -218,3 +248,9 @@ def cache_info(cache_dir: str | Path) -> dict:
         "num_shards": store.num_shards,
         "coverage": store.coverage,
     }
+    if store.positions:
+        info["bytes_per_token"] = store.bytes_per_sample / store.positions
+        targets = manifest.get("target_tokens")
+        if targets:
+            info["bytes_per_target_token"] = store.bytes_per_sample * store.num_samples / targets
+    return info

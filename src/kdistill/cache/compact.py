@@ -13,6 +13,9 @@ class, i.e. the remaining mass is spread *uniformly*:
 - at any T the ratios between kept classes are exact;
 - at T != 1 the split of the rest is an approximation; for T > 1 the rebuilt rest mass is an upper bound of the
   true one (a uniform split maximises sum p^(1/T) for a fixed sum).
+
+Language models (``positions`` set): one row per sequence holds every position's encoding, i.e. the fields gain a
+leading ``(positions,)`` axis and everything above applies per token over the vocabulary.
 """
 
 from __future__ import annotations
@@ -46,23 +49,29 @@ def check_mode(mode: str, k: int | None, num_classes: int, precision: str = "flo
     return k
 
 
-def row_fields(mode: str, k: int | None, num_classes: int, precision: str) -> list[tuple]:
-    """The numpy structured-dtype fields of one stored (sample, view) row, without augmentation parameters."""
+def row_fields(mode: str, k: int | None, num_classes: int, precision: str, positions: int | None = None
+               ) -> list[tuple]:
+    """The numpy structured-dtype fields of one stored (sample, view) row, without augmentation parameters.
+
+    ``positions``: tokens per row for language models (each field gets a leading ``(positions,)`` axis).
+    """
     value = PRECISIONS[precision]
+    lead = () if positions is None else (positions,)
     if mode == "full":
-        return [("log_probs", value, (num_classes,))]
+        return [("log_probs", value, (*lead, num_classes))]
     index = "<i2" if num_classes <= np.iinfo(np.int16).max else "<i4"
-    return [("values", value, (k,)), ("indices", index, (k,)), ("rest", "<f4")]
+    return [("values", value, (*lead, k)), ("indices", index, (*lead, k)), ("rest", "<f4", lead)]
 
 
 def encode(logits: torch.Tensor, mode: str, k: int | None) -> dict[str, np.ndarray]:
-    """(B, C) logits -> the row fields as float32/int64 arrays (cast to the stored dtypes by the caller)."""
-    log_probs = torch.log_softmax(logits.detach().float().cpu(), dim=-1).clamp_min(-LOG_PROB_FLOOR)  # (B, C)
+    """(B, C) or (B, T, V) logits -> the row fields as float32/int64 arrays (cast to the stored dtypes by the
+    caller); the last axis is the class (vocabulary) axis."""
+    log_probs = torch.log_softmax(logits.detach().float().cpu(), dim=-1).clamp_min(-LOG_PROB_FLOOR)  # (..., C)
     if mode == "full":
         return {"log_probs": log_probs.numpy()}
-    values, indices = log_probs.topk(k, dim=-1)  # (B, k), sorted, largest first
+    values, indices = log_probs.topk(k, dim=-1)  # (..., k), sorted, largest first
     others = log_probs.scatter(-1, indices, float("-inf"))
-    rest = others.logsumexp(dim=-1).clamp_min(-LOG_PROB_FLOOR)  # (B,) log of the remaining mass
+    rest = others.logsumexp(dim=-1).clamp_min(-LOG_PROB_FLOOR)  # (...,) log of the remaining mass
     return {"values": values.numpy(), "indices": indices.numpy(), "rest": rest.numpy()}
 
 
@@ -72,6 +81,7 @@ class CompactOutputs:
 
     mode: str
     num_classes: int
+    # Shapes for classifiers; language models add a position axis after B: (B, T, V), (B, T, k), (B, T).
     log_probs: torch.Tensor | None = None  # (B, C), full mode
     values: torch.Tensor | None = None  # (B, k), top-k log-probabilities
     indices: torch.Tensor | None = None  # (B, k)
@@ -91,12 +101,13 @@ class CompactOutputs:
         )
 
     def logits(self) -> torch.Tensor:
-        """(B, C) float32 logits whose softmax is the stored distribution (rest spread uniformly in top-k mode)."""
+        """(B, C) (or (B, T, V)) float32 logits whose softmax is the stored distribution (rest spread uniformly in
+        top-k mode)."""
         if self.mode == "full":
             return self.log_probs.float()
         others = self.num_classes - self.values.shape[-1]
         fill = self.rest - math.log(others) if others else self.rest  # every class is kept when others == 0
-        logits = fill.clamp_min(-LOG_PROB_FLOOR).unsqueeze(-1).expand(-1, self.num_classes).clone()
+        logits = fill.clamp_min(-LOG_PROB_FLOOR).unsqueeze(-1).expand(*fill.shape, self.num_classes).clone()
         return logits.scatter_(-1, self.indices, self.values)
 
     def soft_targets(self, temperature: float = 1.0) -> torch.Tensor:

@@ -12,7 +12,7 @@ class CacheMismatchError(CacheError):
 
     def __init__(self, part: str, message: str) -> None:
         super().__init__(message)
-        self.part = part  # "teacher" | "data" | "transform" | "precision" | "layout" | "format"
+        self.part = part  # "task" | "teacher" | "data" | "transform" | "precision" | "layout" | "format"
 
 
 class CacheIncompleteError(CacheError):

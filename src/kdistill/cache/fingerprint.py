@@ -43,10 +43,24 @@ def raw_input(dataset: Dataset, index: int) -> torch.Tensor:
     return dataset[index]["input"]
 
 
+def _fingerprinted_input(dataset: Dataset, index: int) -> torch.Tensor:
+    """The raw input; for token data the ids followed by the labels (which tokens are targets matters too)."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.inputs[index]
+    item = dataset[index]
+    if "labels" in item:
+        return torch.cat([item["input_ids"], item["labels"]])
+    return item["input"]
+
+
 def _target(dataset: Dataset, index: int) -> int:
+    """The class; for token data (no single target) the number of target tokens."""
     if isinstance(dataset, TensorDataset):
         return int(dataset.targets[index])
-    return int(dataset[index]["target"])
+    item = dataset[index]
+    if "target" not in item and "labels" in item:
+        return int((item["labels"] != -100).sum())
+    return int(item["target"])
 
 
 def data_fingerprint(config: DataConfig, splits: DataSplits) -> dict:
@@ -59,7 +73,7 @@ def data_fingerprint(config: DataConfig, splits: DataSplits) -> dict:
     train = splits.train
     count = len(train)
     positions = sorted({int(p) for p in np.linspace(0, count - 1, min(SAMPLE_SIZE, count)).round()})
-    inputs = torch.stack([raw_input(train, p).float().reshape(-1) for p in positions]).numpy()  # (S, D)
+    inputs = torch.stack([_fingerprinted_input(train, p).float().reshape(-1) for p in positions]).numpy()  # (S, D)
     targets = [_target(train, p) for p in positions]
     digest = hashlib.sha256(inputs.astype("<f4").tobytes())
     digest.update(np.asarray(targets, dtype="<i8").tobytes())

@@ -11,13 +11,18 @@ from kdistill.data.base import DataSplits
 # Options that fix the bytes of a store: resuming with other values would mix two layouts in one store.
 # (batch_size is not checked: a resumed build reuses the stored one.)
 PRECISION_KEYS = ("precision", "mode", "k")
-LAYOUT_KEYS = ("views", "augmented", "num_samples", "num_classes", "shard_size", "num_shards", "seed")
+LAYOUT_KEYS = ("views", "augmented", "num_samples", "num_classes", "positions", "shard_size", "num_shards", "seed")
 
 
 def new_manifest(config: RunConfig, splits: DataSplits, *, mode: str, k: int | None, precision: str, views: int,
                  augmented: bool, shard_size: int, seed: int, batch_size: int) -> dict:
     """The manifest of an empty store for this run (no timestamps: a resumed build must end byte-identical)."""
     num_samples = len(splits.train)
+    # Language models: one row per sequence with every position (classifier manifests keep their old keys).
+    positions = {}
+    if config.task != "classification":
+        labels = splits.train.labels  # (N, T); predicted tokens are the shifted non-ignored labels
+        positions = {"positions": splits.input_shape[0], "target_tokens": int((labels[:, 1:] != -100).sum())}
     return {
         "format_version": FORMAT_VERSION,
         "teacher": {"name": config.teacher.name, "kwargs": config.teacher.kwargs,
@@ -32,6 +37,7 @@ def new_manifest(config: RunConfig, splits: DataSplits, *, mode: str, k: int | N
         "augmented": augmented,
         "num_samples": num_samples,
         "num_classes": splits.num_classes,
+        **positions,
         "shard_size": shard_size,
         "num_shards": -(-num_samples // shard_size),
         "seed": seed,
@@ -45,7 +51,11 @@ def _where(root) -> str:
 
 
 def check_run(manifest: dict, config: RunConfig, splits: DataSplits, root) -> None:
-    """Refuse a store made for another teacher (when the config names weights), data set or transform."""
+    """Refuse a store made for another task, teacher (when the config names weights), data set or transform."""
+    stored_task = manifest.get("task", "classification")
+    if stored_task != config.task:
+        raise CacheMismatchError("task", f"{_where(root)} holds {stored_task!r} outputs, this run's task is "
+                                 f"{config.task!r}")
     teacher = config.teacher
     if teacher is not None and teacher.weights:
         current = teacher_fingerprint(teacher.weights)
@@ -77,8 +87,8 @@ def check_same_store(stored: dict, wanted: dict, root) -> None:
     if problem:
         raise CacheMismatchError("data", f"{_where(root)} was built on other data: {problem}")
     for part, keys in (("precision", PRECISION_KEYS), ("layout", LAYOUT_KEYS)):
-        changed = [f"{key}: cache {stored.get(key)!r}, asked {wanted[key]!r}" for key in keys
-                   if stored.get(key) != wanted[key]]
+        changed = [f"{key}: cache {stored.get(key)!r}, asked {wanted.get(key)!r}" for key in keys
+                   if stored.get(key) != wanted.get(key)]
         if changed:
             raise CacheMismatchError(part, f"{_where(root)} was built with other {part} options "
                                      f"({'; '.join(changed)}); resume with the same options, or use another --dir")

@@ -1,7 +1,8 @@
 """The on-disk store: ``manifest.json`` plus ``shard-NNNNN.npy`` files, one numpy structured array per shard.
 
 A shard holds the rows of ``shard_size`` consecutive training samples, ``views`` rows per sample (row =
-sample * views + view). Shards are written to ``<name>.tmp``, fsync'd and renamed, so a shard file under its real
+sample * views + view); a language-model store has one row per sequence holding all ``positions`` tokens. Shards
+are written to ``<name>.tmp``, fsync'd and renamed, so a shard file under its real
 name is always complete; the manifest (also written atomically) lists the completed shards. Reading memory-maps
 shard files (``np.load(mmap_mode="r")``) on demand, so memory stays constant in the data-set size.
 """
@@ -73,7 +74,8 @@ class CacheStore:
     def __init__(self, root: Path, manifest: dict) -> None:
         self.root = Path(root)
         self.manifest = manifest
-        fields = row_fields(manifest["mode"], manifest["k"], manifest["num_classes"], manifest["precision"])
+        fields = row_fields(manifest["mode"], manifest["k"], manifest["num_classes"], manifest["precision"],
+                            manifest.get("positions"))
         if manifest["augmented"]:
             fields.append(("params", "<i2", (3,)))  # (dy, dx, flip) of RandomCropFlip
         self.dtype = np.dtype(fields)
@@ -95,6 +97,11 @@ class CacheStore:
     @property
     def bytes_per_sample(self) -> int:
         return self.dtype.itemsize * self.views
+
+    @property
+    def positions(self) -> int | None:
+        """Token positions per row (language-model stores), None for classifier stores."""
+        return self.manifest.get("positions")
 
     def shard_samples(self, shard: int) -> range:
         size = self.manifest["shard_size"]

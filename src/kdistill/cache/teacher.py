@@ -17,8 +17,10 @@ from kdistill.config import RunConfig
 from kdistill.data.base import DataSplits
 from kdistill.outputs import ModelOutputs
 
-# Methods that need only the teacher's logits; feature methods need a live teacher.
-CACHE_METHODS = ("kd", "dkd", "dist", "lskd")
+# Methods that need only the teacher's logits (classifiers, then language models); feature methods need a live
+# teacher. (``uld`` is left out: it exists for teachers with another tokenizer, which a cache built on the
+# student's tokens cannot hold.)
+CACHE_METHODS = ("kd", "dkd", "dist", "lskd", "token_fkl", "token_rkl", "token_jsd", "token_tvd", "token_skl")
 
 
 class ReplayViews(Dataset):
@@ -47,7 +49,8 @@ class ReplayViews(Dataset):
 
 
 class CachedTeacher:
-    """Looks up the stored outputs of (index, view) for each batch; logits rebuild the stored distribution."""
+    """Looks up the stored outputs of (index, view) for each batch; logits rebuild the stored distribution:
+    (B, C) for classifiers, (B, T, V) for language models (every position is stored)."""
 
     def __init__(self, store: CacheStore) -> None:
         self.store = store
