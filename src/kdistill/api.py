@@ -258,3 +258,13 @@ def evaluate_model(
         throughput=speed.throughput,
     )
     return row, logits
+
+
+def compare(config: RunConfig, methods: list[str] | str, seeds=(0, 1, 2), **options):
+    """Every method x seed from one distill config, ranked in one table (see ``kdistill.compare.compare``).
+
+    Imported lazily: ``kdistill.compare`` itself builds on this module.
+    """
+    from kdistill.compare import compare as _compare
+
+    return _compare(config, methods, seeds, **options)

@@ -1,0 +1,45 @@
+"""``kdistill compare``: every method x seed from one distill config, ranked in one table (kdistill.compare)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+Opt = typer.Option
+
+
+def compare(
+    config: Annotated[Path, typer.Argument(help="distill config YAML: teacher with weights, student, data, schedule")],
+    methods: Annotated[str, Opt(help="comma-separated entries; join methods with + and weigh them with =: "
+                                     "kd,dkd,at=1000,kd+at,kd=1+at=1000 (a missing weight: the config's, else 1)")],
+    seeds: Annotated[str, Opt(help="comma-separated integer training seeds")] = "0,1,2",
+    set_: Annotated[list[str] | None, Opt("--set", "-s", help="override any config key: trainer.epochs=5")] = None,
+    output_dir: Annotated[str | None, Opt(help="parent folder (default: the config's output_dir)")] = None,
+    name: Annotated[str | None, Opt(help="compare folder name (default: compare-<config name>)")] = None,
+    baseline: Annotated[bool, Opt("--baseline/--no-baseline", help="also train the student alone per seed")] = True,
+    cache: Annotated[bool, Opt("--cache/--no-cache", help="logit-only methods read one teacher-output cache "
+                                                          "built once (--no-cache: live teacher for all)")] = True,
+    overwrite: Annotated[bool, Opt(help="replace an existing compare folder")] = False,
+) -> None:
+    """Train the student with each method and seed (and alone), then rank them: mean +- std, gap recovered, time."""
+    from kdistill.compare import compare as run_compare
+    from kdistill.compare import parse_methods, parse_seeds, rich_table, split_methods
+    from kdistill.config import load_config
+
+    # Cheap checks first, so a typo fails before the config, the data or the teacher are loaded.
+    seed_list = parse_seeds(seeds)
+    entries = split_methods(methods)
+    parse_methods(entries, {})
+    run_config = load_config(config, list(set_ or []))
+    command = shlex.join(["kdistill", *sys.argv[1:]])
+    result = run_compare(run_config, entries, seed_list, output_dir=output_dir, name=name, baseline=baseline,
+                         cache=cache, overwrite=overwrite, command=command,
+                         log=lambda line: console.print(line, markup=False, highlight=False))
+    console.print(rich_table(result))
+    console.print(f"compare folder: {result.folder} (results.md, results.json, one run folder per method and seed)")
