@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     parser.add_argument("--output-dir", default="runs/bench-lm")
+    parser.add_argument("--keep-caches", action="store_true", help="keep the cache folders (the full one is ~200 MB)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.output_dir)
@@ -149,6 +150,8 @@ def main() -> None:
                         "size_on_disk_mb": info["size_on_disk"] / 1e6, "build_seconds": build_seconds,
                         "student": student_row(result, splits, teacher, seconds)}
         print(f"cache {name}: {caches[name]}", flush=True)
+        if not args.keep_caches:
+            shutil.rmtree(folder)
 
     results = {
         "benchmark": "lm_kd",

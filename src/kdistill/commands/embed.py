@@ -50,7 +50,8 @@ def distill_embeddings(
     import torch
 
     from kdistill.lm.corpus import docstring_sentences
-    from kdistill.lm.embedding import distill_embeddings as run, fresh_student, load_minilm_teacher
+    from kdistill.lm.embedding import distill_embeddings as run
+    from kdistill.lm.embedding import fresh_student, load_minilm_teacher
 
     chosen = None if fresh else parse_layers(layers)
     if epochs < 1 or batch_size < 1 or heldout < 2:
