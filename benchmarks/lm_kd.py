@@ -1,4 +1,4 @@
-"""Language-model distillation benchmark (issue 5), one command on a 2-core CPU, about 10 minutes:
+"""Language-model distillation benchmark (issue 5), one command on a 2-core CPU, about 13 minutes:
 
     .venv/bin/python benchmarks/lm_kd.py                         # full run
     .venv/bin/python benchmarks/lm_kd.py --max-chars 40000 --teacher-epochs 1 --student-epochs 1   # smoke run
@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-chars", type=int, default=400_000, help="stdlib source characters in the corpus")
     parser.add_argument("--max-length", type=int, default=128, help="tokens per sequence")
-    parser.add_argument("--teacher-epochs", type=int, default=4)
+    parser.add_argument("--teacher-epochs", type=int, default=8)
     parser.add_argument("--student-epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     parser.add_argument("--output-dir", default="runs/bench-lm")
