@@ -214,7 +214,7 @@ def demo(
 
 @app.command()
 def corpus(
-    path: Annotated[Path, typer.Argument(help="output .jsonl file (one {\"text\": ...} object per line)")],
+    path: Annotated[Path, typer.Argument(help='output .jsonl file (one {"text": ...} object per line)')],
     max_chars: Annotated[int, Opt(help="characters of text to write")] = 300_000,
 ) -> None:
     """Write a text corpus for language-model runs from Python's standard-library sources (offline)."""
