@@ -233,29 +233,17 @@ def show_config(config: ConfigArg = None, set_: SetOpt = None) -> None:
     console.print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), end="", markup=False)
 
 
-def _mount_optional_commands() -> None:
-    """Commands that live in their own modules (kdistill.commands.*)."""
-    import importlib
+def _mount_commands() -> None:
+    """Commands that live in their own modules (kdistill.commands.*), imported when the CLI starts."""
+    from kdistill.commands import cache, compare, embed, layers
 
-    for module_name, attribute, command_name in [
-        ("layers", "layers", "layers"),
-        ("compare", "compare", "compare"),
-        ("cache", "app", "cache"),
-    ]:
-        try:
-            module = importlib.import_module(f"kdistill.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"kdistill.commands.{module_name}":
-                raise
-            continue
-        target = getattr(module, attribute)
-        if isinstance(target, typer.Typer):
-            app.add_typer(target, name=command_name)
-        else:
-            app.command(command_name)(target)
+    app.command("layers")(layers.layers)
+    app.command("compare")(compare.compare)
+    app.command("distill-embeddings")(embed.distill_embeddings)
+    app.add_typer(cache.app, name="cache")
 
 
-_mount_optional_commands()
+_mount_commands()
 
 
 def main() -> None:
