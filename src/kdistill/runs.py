@@ -52,7 +52,8 @@ def prepare_run_dir(config: RunConfig, overwrite: bool = False, resume: bool = F
 
 def check_same_config(config: RunConfig, run_dir: Path) -> None:
     """Resuming with other settings would silently mix two runs; only the epoch count may grow."""
-    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    # Validate the saved config first so that keys added (with defaults) since it was written do not count.
+    saved = RunConfig.model_validate(yaml.safe_load((run_dir / CONFIG_FILE).read_text())).model_dump(mode="json")
     current = config.model_dump(mode="json")
     saved.get("trainer", {}).pop("epochs", None)
     current.get("trainer", {}).pop("epochs", None)
