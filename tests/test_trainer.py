@@ -157,6 +157,21 @@ def test_distill_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, mon
     assert "test_agreement" in result.metrics
 
 
+def test_resume_accepts_a_run_saved_before_a_config_key_existed(tmp_path) -> None:
+    # A run folder written by an older kdistill lacks keys added since; their defaults must not block --resume.
+    import yaml
+
+    api.train(_config(tmp_path, "old", 1))
+    saved_path = tmp_path / "old/config.yaml"
+    saved = yaml.safe_load(saved_path.read_text())
+    del saved["trainer"]["accumulate_grad_batches"]
+    saved_path.write_text(yaml.safe_dump(saved))
+    api.train(_config(tmp_path, "old", 2), resume=True)
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "old/metrics.jsonl")] == [0, 1]
+    with pytest.raises(RunFolderError, match="optim.lr"):  # a real difference is still refused
+        api.train(_config(tmp_path, "old", 3, "optim.lr=0.5"), resume=True)
+
+
 def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path) -> None:
     api.train(_config(tmp_path, "r", 2))
     metrics = tmp_path / "r/metrics.jsonl"
