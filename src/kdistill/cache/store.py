@@ -181,6 +181,10 @@ class CacheStore:
             out[mask] = self._shard(int(shard))[local[mask]]
         return out
 
+    def read_field(self, name: str) -> np.ndarray:
+        """One small field (e.g. the augmentation ``params``) of every row, in row order, copied into memory."""
+        return np.concatenate([np.array(self._shard(shard)[name]) for shard in range(self.num_shards)])
+
     def close(self) -> None:
         self._open.clear()
 
