@@ -14,11 +14,10 @@ import statistics
 from pathlib import Path
 
 import torch
+from fashion_mnist_kd import DATA, STUDENT, STUDENT_OPTIM, TEACHER  # benchmarks/ is the script dir
 
 from kdistill import api
 from kdistill.config import DistillConfig, RunConfig, TrainerConfig
-
-from fashion_mnist_kd import DATA, STUDENT, STUDENT_OPTIM, TEACHER  # noqa: I001  (benchmarks/ is the script dir)
 
 
 def main() -> None:
