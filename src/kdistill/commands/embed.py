@@ -16,8 +16,6 @@ from rich.table import Table
 
 from kdistill.errors import ConfigError
 
-console = Console()
-
 
 def parse_layers(text: str) -> list[int]:
     """``"0,2,4"`` -> [0, 2, 4]; a ConfigError (one CLI line) for anything else."""
@@ -53,6 +51,7 @@ def distill_embeddings(
     from kdistill.lm.embedding import distill_embeddings as run
     from kdistill.lm.embedding import fresh_student, load_minilm_teacher
 
+    console = Console()  # made per call: picks up the terminal width (COLUMNS) of this invocation
     chosen = None if fresh else parse_layers(layers)
     if epochs < 1 or batch_size < 1 or heldout < 2:
         raise ConfigError("--epochs and --batch-size must be >= 1 and --heldout >= 2")
