@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import shlex
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from kdistill import api, cli
 from kdistill import compare as compare_module
 from kdistill.config import load_config
+from kdistill.errors import RunFolderError
 
 SEEDS = [0, 1]
 METHODS = "kd,dkd,rkd,kd=0.5+fitnet"
@@ -223,3 +225,53 @@ def test_existing_compare_folder_is_refused(compared, setup) -> None:
     assert_one_line_error(code, err)
     assert "--overwrite" in err
     assert (compared["folder"] / "results.json").is_file()
+
+
+def test_resume_reuses_finished_runs_and_continues_the_rest(setup, tmp_path) -> None:
+    base = load_config(setup["config"], ["trainer.epochs=1"])
+    first = compare_module.compare(base, ["kd"], [0, 1], output_dir=str(tmp_path), cache=False)
+    shutil.rmtree(first.folder / "student-alone-seed1")  # never started
+    calls: list[tuple[str, bool]] = []
+
+    def spy(real):
+        def wrapped(config, overwrite=False, resume=False):
+            calls.append((config.name, resume))
+            return real(config, overwrite=overwrite, resume=resume)
+        return wrapped
+
+    longer = load_config(setup["config"], ["trainer.epochs=2"])  # only the epoch count may grow
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(api, "train", spy(api.train))
+        patch.setattr(api, "distill", spy(api.distill))
+        second = compare_module.compare(longer, ["kd"], [0, 1], output_dir=str(tmp_path), cache=False, resume=True)
+    assert sorted(calls) == [("kd-seed0", True), ("kd-seed1", True), ("student-alone-seed0", True),
+                             ("student-alone-seed1", False)]
+    for run in ("kd-seed0", "student-alone-seed1"):
+        assert [r["epoch"] for r in map(json.loads, (second.folder / run / "metrics.jsonl").read_text().splitlines())] \
+            == [0, 1]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(api, "train", no_training)
+        patch.setattr(api, "distill", no_training)
+        third = compare_module.compare(longer, ["kd"], [0, 1], output_dir=str(tmp_path), cache=False, resume=True)
+    assert third.rows[0].per_seed == second.rows[0].per_seed
+    assert third.baseline.test_accuracy == second.baseline.test_accuracy
+
+
+def test_resume_refuses_another_config_or_overwrite(setup, tmp_path) -> None:
+    config = load_config(setup["config"], ["trainer.epochs=1"])
+    compare_module.compare(config, ["kd"], [0], output_dir=str(tmp_path), cache=False, baseline=False)
+    hotter = load_config(setup["config"], ["trainer.epochs=1", "distill.temperature=8"])
+    with pytest.raises(RunFolderError, match="distill.temperature"):
+        compare_module.compare(hotter, ["kd"], [0], output_dir=str(tmp_path), cache=False, baseline=False,
+                               resume=True)
+    with pytest.raises(RunFolderError, match="not both"):
+        compare_module.compare(config, ["kd"], [0], output_dir=str(tmp_path), cache=False, baseline=False,
+                               resume=True, overwrite=True)
+    code, _, err = run_cli("compare", str(setup["config"]), "--methods", "kd", "--seeds", "0", "--resume",
+                           "--output-dir", str(tmp_path / "nothing"))
+    assert_one_line_error(code, err)
+    assert "start it without --resume" in err

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.errors import ConfigError, DataError
-from kdistill.losses.contrastive import contrast_scores, nce_loss
+from kdistill.losses.contrastive import contrast_scores, contrast_scores_from_memory, nce_loss
 from kdistill.methods import MethodContext, build_method
 from kdistill.outputs import ModelOutputs
 
@@ -46,6 +46,21 @@ def test_contrast_scores_are_exp_dot_over_t():
         for k in range(3):
             expected = math.exp(torch.dot(anchor[b], rows[b, k]).item() / 0.5)
             assert scores[b, k].item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("per_anchor", [2, 9])  # 2 rows of a 10-row bank: gather path; 9 rows: full-matmul path
+def test_contrast_scores_from_memory_match_gathered_rows(per_anchor):
+    g = torch.Generator().manual_seed(2)
+    memory = F.normalize(torch.randn(10, 4, generator=g), dim=1)
+    anchor = F.normalize(torch.randn(3, 4, generator=g), dim=1).requires_grad_(True)
+    rows = torch.randint(0, 10, (3, per_anchor), generator=g)
+    value = contrast_scores_from_memory(anchor, memory, rows, 0.07)
+    reference = torch.stack([torch.stack([torch.exp(torch.dot(anchor[b], memory[r]) / 0.07) for r in rows[b]])
+                             for b in range(3)])
+    torch.testing.assert_close(value, reference, rtol=1e-5, atol=0)
+    weights = torch.rand(3, per_anchor, generator=g)
+    grad = torch.autograd.grad((value * weights).sum(), anchor)[0]
+    torch.testing.assert_close(grad, torch.autograd.grad((reference * weights).sum(), anchor)[0], rtol=1e-4, atol=0)
 
 
 class _Pair(nn.Module):

@@ -36,11 +36,11 @@ from kdistill.adapters import extra_parameters
 from kdistill.cache import CACHE_METHODS, build_cache
 from kdistill.config import RunConfig
 from kdistill.data.base import DataSplits, load_data
-from kdistill.errors import ConfigError, RegistryError
+from kdistill.errors import ConfigError, RegistryError, RunFolderError
 from kdistill.evaluate import accuracy, predict
 from kdistill.methods import METHODS
 from kdistill.models.base import build_model
-from kdistill.runs import prepare_run_dir, write_json
+from kdistill.runs import CONFIG_FILE, check_same_config, find_checkpoint, prepare_run_dir, read_json, write_json
 
 CACHE_DIR = "teacher-cache"
 BASELINE = "student-alone"
@@ -250,6 +250,7 @@ def compare(
     baseline: bool = True,
     cache: bool = True,
     overwrite: bool = False,
+    resume: bool = False,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CompareResult:
@@ -264,6 +265,9 @@ def compare(
         baseline: Also train the student alone per seed (needed for gap recovered and relative epoch time).
         cache: Logit-only entries read one teacher-output cache built under the folder (False: live teacher).
         overwrite: Replace an existing compare folder.
+        resume: Continue an interrupted compare in its folder: finished runs are reused, interrupted ones resume
+            from their last checkpoint, the cache build resumes. The config must be the one the folder was made
+            with (only trainer.epochs may grow).
         command: The command line to quote in results.md (default: an equivalent ``kdistill compare`` call).
         log: Called with one line per run started.
 
@@ -285,7 +289,7 @@ def compare(
     teacher_acc = teacher_accuracy(config, teacher_model, splits)
     del teacher_model
 
-    folder = prepare_run_dir(config, overwrite=overwrite)
+    folder = reopen_folder(config, overwrite) if resume else prepare_run_dir(config, overwrite=overwrite)
     cache_info = None
     if cache and any(entry.logit_only for entry in entries):
         log(f"teacher cache: {folder / CACHE_DIR}")
@@ -299,8 +303,14 @@ def compare(
     def run(kind: str, run_config: RunConfig) -> api.RunResult:
         nonlocal done
         done += 1
-        log(f"[{done}/{total}] {run_config.name}")
-        return (api.train if kind == "train" else api.distill)(run_config)
+        finished = finished_run(run_config) if resume else None
+        if finished is not None:
+            log(f"[{done}/{total}] {run_config.name} (finished earlier, reused)")
+            return finished
+        continuing = resume and find_checkpoint(run_config.run_dir) is not None
+        log(f"[{done}/{total}] {run_config.name}" + (" (resumed)" if continuing else ""))
+        train = api.train if kind == "train" else api.distill
+        return train(run_config, overwrite=resume and not continuing, resume=continuing)
 
     alone = None
     if baseline:
@@ -326,6 +336,30 @@ def compare(
                            cache_info)
     save(result)
     return result
+
+
+def reopen_folder(config: RunConfig, overwrite: bool) -> Path:
+    """The folder of an interrupted compare, checked to belong to the same config."""
+    folder = config.run_dir
+    if overwrite:
+        raise RunFolderError("choose --overwrite or --resume, not both")
+    if not (folder / CONFIG_FILE).is_file():
+        raise RunFolderError(f"cannot resume {folder}: it is not a compare folder (no {CONFIG_FILE}); "
+                             "start it without --resume")
+    check_same_config(config, folder)
+    return folder
+
+
+def finished_run(config: RunConfig) -> api.RunResult | None:
+    """A run of this config that already wrote its summary for this many epochs, else None."""
+    summary_path = config.run_dir / "summary.json"
+    if not summary_path.is_file():
+        return None
+    check_same_config(config, config.run_dir)
+    metrics = read_json(summary_path)
+    if metrics.get("epochs") != config.trainer.epochs:
+        return None  # trained for fewer epochs: resume it from its checkpoint
+    return api.RunResult(config.run_dir, config, None, metrics)
 
 
 def _equivalent_command(folder: Path, entries: list[MethodEntry], seeds: list[int], baseline: bool,

@@ -86,6 +86,10 @@ def truncate_metrics(path: Path, last_epoch: int) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))

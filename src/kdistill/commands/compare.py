@@ -26,6 +26,7 @@ def compare(
     cache: Annotated[bool, Opt("--cache/--no-cache", help="logit-only methods read one teacher-output cache "
                                                           "built once (--no-cache: live teacher for all)")] = True,
     overwrite: Annotated[bool, Opt(help="replace an existing compare folder")] = False,
+    resume: Annotated[bool, Opt(help="continue an interrupted compare: reuse finished runs, resume the rest")] = False,
 ) -> None:
     """Train the student with each method and seed (and alone), then rank them: mean +- std, gap recovered, time."""
     from kdistill.compare import compare as run_compare
@@ -39,7 +40,7 @@ def compare(
     run_config = load_config(config, list(set_ or []))
     command = shlex.join(["kdistill", *sys.argv[1:]])
     result = run_compare(run_config, entries, seed_list, output_dir=output_dir, name=name, baseline=baseline,
-                         cache=cache, overwrite=overwrite, command=command,
+                         cache=cache, overwrite=overwrite, resume=resume, command=command,
                          log=lambda line: console.print(line, markup=False, highlight=False))
     console.print(rich_table(result))
     console.print(f"compare folder: {result.folder} (results.md, results.json, one run folder per method and seed)")

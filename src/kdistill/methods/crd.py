@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.errors import ConfigError, DataError
-from kdistill.losses.contrastive import contrast_scores, nce_loss
+from kdistill.losses.contrastive import contrast_scores_from_memory, nce_loss
 from kdistill.methods._features import FeatureMethod
 from kdistill.methods.base import METHODS, MethodContext
 from kdistill.outputs import ModelOutputs
@@ -76,8 +76,9 @@ class CRD(FeatureMethod):
         # Column 0 is the positive (the sample itself); the rest are uniform negatives, as in the paper.
         rows = torch.randint(0, num_data, (index.shape[0], self.num_negatives + 1), device=index.device)
         rows[:, 0] = index
-        scores_s = contrast_scores(v_s, self.memory_teacher[rows].detach(), self.nce_t)  # (B, K+1)
-        scores_t = contrast_scores(v_t, self.memory_student[rows].detach(), self.nce_t)
+        # Snapshots: backward needs the banks as they were, and _update_memory below changes them in place.
+        scores_s = contrast_scores_from_memory(v_s, self.memory_teacher.detach().clone(), rows, self.nce_t)
+        scores_t = contrast_scores_from_memory(v_t, self.memory_student.detach().clone(), rows, self.nce_t)
         scores_s = scores_s / self._normaliser(self.z_student, scores_s)
         scores_t = scores_t / self._normaliser(self.z_teacher, scores_t)
         loss = nce_loss(scores_s, num_data) + nce_loss(scores_t, num_data)
