@@ -275,3 +275,19 @@ def test_resume_refuses_another_config_or_overwrite(setup, tmp_path) -> None:
                            "--output-dir", str(tmp_path / "nothing"))
     assert_one_line_error(code, err)
     assert "start it without --resume" in err
+
+
+def test_shared_cache_dir_is_built_once_and_reused(setup, tmp_path) -> None:
+    config = load_config(setup["config"], ["trainer.epochs=1"])
+    store = tmp_path / "shared-cache"
+    first = compare_module.compare(config, ["kd"], [0], output_dir=str(tmp_path), name="a", baseline=False,
+                                   cache_dir=store)
+    shards = {path.name: path.stat().st_mtime_ns for path in store.glob("shard-*")}
+    second = compare_module.compare(config, ["kd"], [0], output_dir=str(tmp_path), name="b", baseline=False,
+                                    cache_dir=store)
+    assert shards and {path.name: path.stat().st_mtime_ns for path in store.glob("shard-*")} == shards
+    assert not (first.folder / "teacher-cache").exists() and not (second.folder / "teacher-cache").exists()
+    assert run_config(second.folder, "kd-seed0")["teacher"]["name"] == f"cache:{store}"
+    assert "an existing store" in second.caption and "built in" in first.caption
+    assert first.rows[0].per_seed[0]["test_accuracy"] == second.rows[0].per_seed[0]["test_accuracy"]
+    assert f"--cache-dir {store}" in second.command

@@ -249,6 +249,7 @@ def compare(
     name: str | None = None,
     baseline: bool = True,
     cache: bool = True,
+    cache_dir: str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
     command: str | None = None,
@@ -264,6 +265,8 @@ def compare(
         name: Compare folder name (default ``compare-<config.name>``).
         baseline: Also train the student alone per seed (needed for gap recovered and relative epoch time).
         cache: Logit-only entries read one teacher-output cache built under the folder (False: live teacher).
+        cache_dir: Keep the cache here instead (shared between compares of one teacher and data): an existing
+            store is checked against the teacher, data and transform, then reused or resumed.
         overwrite: Replace an existing compare folder.
         resume: Continue an interrupted compare in its folder: finished runs are reused, interrupted ones resume
             from their last checkpoint, the cache build resumes. The config must be the one the folder was made
@@ -292,12 +295,14 @@ def compare(
     folder = reopen_folder(config, overwrite) if resume else prepare_run_dir(config, overwrite=overwrite)
     cache_info = None
     if cache and any(entry.logit_only for entry in entries):
-        log(f"teacher cache: {folder / CACHE_DIR}")
+        store = Path(cache_dir) if cache_dir is not None else folder / CACHE_DIR
+        log(f"teacher cache: {store}")
+        reused = (store / "manifest.json").is_file()  # complete or partly built before this compare
         started = time.perf_counter()
-        info = build_cache(config, folder / CACHE_DIR)
-        cache_info = {"dir": str(folder / CACHE_DIR), "views": info["manifest"]["views"],
+        info = build_cache(config, store)
+        cache_info = {"dir": str(store), "views": info["manifest"]["views"],
                       "mode": info["manifest"]["mode"], "size_bytes": info["size_on_disk"],
-                      "build_s": time.perf_counter() - started}
+                      "build_s": time.perf_counter() - started, "reused": reused}
     total, done = len(seeds) * (len(entries) + int(baseline)), 0
 
     def run(kind: str, run_config: RunConfig) -> api.RunResult:
@@ -318,8 +323,8 @@ def compare(
         alone = summarise(BASELINE, {}, "-", results, seeds, 0)
     rows = []
     for entry in entries:
-        cache_dir = folder / CACHE_DIR if cache_info is not None and entry.logit_only else None
-        results = [run("distill", entry_config(config, entry, folder, seed, cache_dir)) for seed in seeds]
+        store = Path(cache_info["dir"]) if cache_info is not None and entry.logit_only else None
+        results = [run("distill", entry_config(config, entry, folder, seed, store)) for seed in seeds]
         rows.append(summarise(entry.label, entry.weights, "cache" if cache_dir else "live", results, seeds,
                               extras[entry.label]))
     if alone is not None:
@@ -330,7 +335,7 @@ def compare(
         alone.gap_recovered, alone.gap_recovered_best, alone.epoch_time_vs_alone = 0.0, 0.0, 1.0
     rows.sort(key=lambda row: row.test_accuracy.mean, reverse=True)
 
-    command = command or _equivalent_command(folder, entries, seeds, baseline, cache)
+    command = command or _equivalent_command(folder, entries, seeds, baseline, cache, cache_dir)
     title = f"kdistill compare: {config.data.name}, {len(entries)} methods x {len(seeds)} seeds"
     result = CompareResult(folder, title, _caption(config, seeds, cache_info), command, teacher_acc, rows, alone,
                            cache_info)
@@ -363,12 +368,13 @@ def finished_run(config: RunConfig) -> api.RunResult | None:
 
 
 def _equivalent_command(folder: Path, entries: list[MethodEntry], seeds: list[int], baseline: bool,
-                        cache: bool) -> str:
+                        cache: bool, cache_dir: str | Path | None = None) -> str:
     import shlex
 
     args = ["kdistill", "compare", str(folder / "config.yaml"), "--methods", ",".join(e.label for e in entries),
             "--seeds", ",".join(map(str, seeds)), "--output-dir", str(folder.parent), "--name", folder.name]
-    args += ([] if baseline else ["--no-baseline"]) + ([] if cache else ["--no-cache"]) + ["--overwrite"]
+    args += ([] if baseline else ["--no-baseline"]) + ([] if cache else ["--no-cache"])
+    args += (["--cache-dir", str(cache_dir)] if cache and cache_dir is not None else []) + ["--overwrite"]
     return shlex.join(args)
 
 
@@ -406,9 +412,15 @@ def _caption(config: RunConfig, seeds: list[int], cache_info: dict | None) -> st
             f"{config.trainer.epochs} epochs, T={config.distill.temperature}, alpha={config.distill.alpha}.")
     if cache_info is not None:
         text += (f" Teacher 'cache': the run read the teacher outputs stored once ({cache_info['views']} view(s) per "
-                 f"sample, built in {cache_info['build_s']:.1f} s, not counted in s/epoch); 'live': the teacher ran "
+                 f"sample, {_cache_origin(cache_info)}, not counted in s/epoch); 'live': the teacher ran "
                  "every step.")
     return text
+
+
+def _cache_origin(cache_info: dict) -> str:
+    if cache_info.get("reused"):
+        return f"an existing store, {cache_info['dir']}, checked and completed in {cache_info['build_s']:.1f} s"
+    return f"built in {cache_info['build_s']:.1f} s"
 
 
 def rich_table(result: CompareResult) -> Table:

@@ -25,6 +25,8 @@ def compare(
     baseline: Annotated[bool, Opt("--baseline/--no-baseline", help="also train the student alone per seed")] = True,
     cache: Annotated[bool, Opt("--cache/--no-cache", help="logit-only methods read one teacher-output cache "
                                                           "built once (--no-cache: live teacher for all)")] = True,
+    cache_dir: Annotated[str | None, Opt(help="keep the teacher cache here (default: inside the compare folder); "
+                                               "an existing one is checked and reused")] = None,
     overwrite: Annotated[bool, Opt(help="replace an existing compare folder")] = False,
     resume: Annotated[bool, Opt(help="continue an interrupted compare: reuse finished runs, resume the rest")] = False,
 ) -> None:
@@ -40,7 +42,7 @@ def compare(
     run_config = load_config(config, list(set_ or []))
     command = shlex.join(["kdistill", *sys.argv[1:]])
     result = run_compare(run_config, entries, seed_list, output_dir=output_dir, name=name, baseline=baseline,
-                         cache=cache, overwrite=overwrite, resume=resume, command=command,
+                         cache=cache, cache_dir=cache_dir, overwrite=overwrite, resume=resume, command=command,
                          log=lambda line: console.print(line, markup=False, highlight=False))
     console.print(rich_table(result))
     console.print(f"compare folder: {result.folder} (results.md, results.json, one run folder per method and seed)")
