@@ -325,7 +325,7 @@ def compare(
     for entry in entries:
         store = Path(cache_info["dir"]) if cache_info is not None and entry.logit_only else None
         results = [run("distill", entry_config(config, entry, folder, seed, store)) for seed in seeds]
-        rows.append(summarise(entry.label, entry.weights, "cache" if cache_dir else "live", results, seeds,
+        rows.append(summarise(entry.label, entry.weights, "cache" if store else "live", results, seeds,
                               extras[entry.label]))
     if alone is not None:
         for row in rows:
