@@ -21,9 +21,26 @@ from kdistill import models as _models  # noqa: F401  (registers model sources)
 from kdistill.config import DataConfig, EvalConfig, ModelConfig, RunConfig
 from kdistill.data.base import DataSplits, load_data
 from kdistill.errors import ConfigError, ModelError
-from kdistill.evaluate import accuracy, agreement, expected_calibration_error, measure_speed, predict, task_metrics
+from kdistill.evaluate import (
+    accuracy,
+    agreement,
+    expected_calibration_error,
+    lm_test_metrics,
+    measure_lm_speed,
+    measure_speed,
+    predict,
+    task_metrics,
+)
+from kdistill.lm.embedding_task import (
+    check_embedding_config,
+    check_embedding_methods,
+    check_embedding_widths,
+    embedding_final_metrics,
+    prepare_embedding_run,
+)
+from kdistill.lm.pipeline import cross_tokenizer_teacher_metrics, on_policy_transform, sequence_kd_train_set, setup_lm
 from kdistill.methods.base import Method, MethodContext, build_method
-from kdistill.models.base import build_model
+from kdistill.models.base import MODEL_SOURCES, build_model
 from kdistill.models.weights import load_weights, save_weights
 from kdistill.results import ModelRow
 from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, prepare_run_dir, write_json
@@ -36,7 +53,7 @@ from kdistill.trainer import Trainer, make_fabric
 class RunResult:
     run_dir: Path
     config: RunConfig
-    student: nn.Module
+    student: nn.Module | None  # None: a finished run read back from its folder (kdistill compare --resume)
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
 
@@ -58,30 +75,52 @@ def distill(config: RunConfig, overwrite: bool = False, resume: bool = False) ->
 def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> RunResult:
     # Every check happens before the run folder is touched or a step is taken.
     task = TASKS.get(config.task)()
+    if task.name == "embedding":  # no labels: resolves data.tokenizer, refuses alpha > 0 and cache teachers
+        config = check_embedding_config(config, distilling)
     splits = load_data(config.data)
     cached = distilling and config.teacher is not None and config.teacher.name.startswith("cache:")
-    teacher_model = build_teacher(config, splits) if distilling and not cached else None
+    lm = setup_lm(config, splits, distilling, cached)  # LM options, teacher tokenizer (+ teacher tokens for uld)
+    teacher_vocab = lm.teacher_num_classes if lm is not None else None  # another tokenizer: its own vocabulary size
+    teacher_model = build_teacher(config, splits, teacher_vocab) if distilling and not cached else None
     L.seed_everything(config.seed, verbose=False)
     student = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
     methods = build_methods(config, splits) if distilling else {}
+    check_embedding_methods(config.task, methods)
     if distilling:
         prepare_methods(methods, student, teacher_model, splits)
+    if task.name == "embedding":
+        check_embedding_widths(student, teacher_model, splits)
     teacher: Teacher | None = None
     if cached:
         teacher = open_cache_teacher(config, splits, methods)
     run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume)
-    if distilling and not cached:
+    if task.name == "embedding":  # the teacher embeds every split once; the batches carry its embeddings
+        splits, teacher = prepare_embedding_run(config, splits, teacher_model)
+    elif distilling and not cached and methods:  # sequence KD alone needs no teacher outputs during training
         teacher = make_teacher(teacher_model, methods, task)
 
     fabric = make_fabric(config, run_dir)
+    train_set = splits.train
+    if lm is not None and config.distill.sequence_kd is not None:  # the teacher's completions, generated once
+        train_set = sequence_kd_train_set(config, lm, teacher_model, splits.train, run_dir, fabric)
+    transform = on_policy_transform(config, lm) if lm is not None else None
     trainer = Trainer(config, run_dir, task, fabric)
     try:
-        fit = trainer.fit(student, splits.train, splits.val, teacher=teacher, methods=methods, resume=resume)
+        fit = trainer.fit(student, train_set, splits.val, teacher=teacher, methods=methods, resume=resume,
+                          batch_transform=transform)
     finally:
         if teacher is not None:
             teacher.close()
     save_weights(student, run_dir / STUDENT_WEIGHTS)
-    metrics = final_metrics(config, run_dir, student, teacher_model, splits, task)
+    if cached:  # the cache's teacher model, when its weights are still there: agreement and teacher metrics
+        from kdistill.cache import teacher_model_for_metrics
+
+        teacher_model = teacher_model_for_metrics(config, splits)
+    cross_tokenizer = lm is not None and lm.cross_tokenizer  # no token agreement across vocabularies
+    metrics = final_metrics(config, run_dir, student, None if cross_tokenizer else teacher_model, splits, task)
+    if cross_tokenizer:
+        metrics.update(cross_tokenizer_teacher_metrics(teacher_model, splits.test, task,
+                                                       config.trainer.eval_batch_size))
     metrics.update(
         best_epoch=fit.best_epoch,
         best_val_accuracy=fit.best_val_accuracy,
@@ -92,21 +131,23 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     return RunResult(run_dir, config, student, metrics, fit.history)
 
 
-def build_teacher(config: RunConfig, splits: DataSplits) -> nn.Module:
+def build_teacher(config: RunConfig, splits: DataSplits, num_classes: int | None = None) -> nn.Module:
+    """``num_classes``: the teacher's own vocabulary size when its tokenizer differs (default: the data's)."""
     teacher_config = config.teacher
     assert teacher_config is not None
-    if not teacher_config.weights and not teacher_config.pretrained:
+    ships_weights = getattr(MODEL_SOURCES.get(teacher_config.name.partition(":")[0]), "ships_weights", False)
+    if not teacher_config.weights and not teacher_config.pretrained and not ships_weights:  # e.g. minilm
         raise ConfigError(
             "teacher.weights is required: a teacher with random weights teaches nothing "
             "(train one with `kdistill train`, then pass its student.safetensors)"
         )
-    model = build_model(teacher_config, splits.input_shape, splits.num_classes, role="teacher")
+    model = build_model(teacher_config, splits.input_shape, num_classes or splits.num_classes, role="teacher")
     return model
 
 
 def build_methods(config: RunConfig, splits: DataSplits) -> dict[str, Method]:
     names = dict.fromkeys([*config.distill.methods, *(m for s in config.distill.stages for m in s.methods)])
-    if not names:
+    if not names and config.distill.sequence_kd is None:  # sequence KD alone: CE on the teacher's text
         raise ConfigError("distill.methods is empty; name at least one method, e.g. {kd: 1.0}")
     unknown_options = set(config.distill.method_options) - set(names)
     if unknown_options:
@@ -158,6 +199,8 @@ def final_metrics(
     config: RunConfig, run_dir: Path, student: nn.Module, teacher: nn.Module | None, splits: DataSplits, task: Task
 ) -> dict:
     """Test accuracy of the last and the best-validation student, agreement with the teacher, ECE."""
+    if task.name == "embedding":  # cosine to the teacher and top-10 neighbour overlap on the test sentences
+        return embedding_final_metrics(student, teacher, splits, config.trainer.eval_batch_size)
     if task.name != "classification":  # e.g. language models: per-token loss, perplexity, top-1 agreement
         metrics = task_metrics(student, splits.test, task, teacher, config.trainer.eval_batch_size)
         metrics["test_perplexity"] = math.exp(min(metrics["test_loss"], 50.0))
@@ -189,10 +232,15 @@ def final_metrics(
 
 @dataclass
 class EvalEntry:
-    """A model to evaluate: a name for the table, how to build it, and its weights."""
+    """A model to evaluate: a name for the table, how to build it, and its weights.
+
+    ``task`` and ``tokenizer`` come from the run's config (``entry_from_run``); None where unknown (a bare checkpoint).
+    """
 
     name: str
     model: ModelConfig
+    task: str | None = None
+    tokenizer: str | None = None
 
 
 def entry_from_run(run_dir: str | Path) -> tuple[EvalEntry, RunConfig]:
@@ -203,7 +251,21 @@ def entry_from_run(run_dir: str | Path) -> tuple[EvalEntry, RunConfig]:
         raise ConfigError(f"{run_dir} is not a finished kdistill run (needs {CONFIG_FILE} and {STUDENT_WEIGHTS})")
     config = load_config(run_dir / CONFIG_FILE)
     model = config.student.model_copy(update={"weights": str(run_dir / STUDENT_WEIGHTS)})
-    return EvalEntry(run_dir.name, model), config
+    return EvalEntry(run_dir.name, model, task=config.task, tokenizer=config.data.tokenizer), config
+
+
+def eval_task(entries: list[EvalEntry], teacher: EvalEntry | None, task_name: str | None) -> str:
+    """The one task of an eval call: the runs' (from their configs), else ``task_name``, else classification."""
+    known = [(e.name, e.task) for e in [*([teacher] if teacher else []), *entries] if e.task is not None]
+    tasks = {task for _, task in known}
+    if task_name is not None:
+        tasks.add(task_name)
+    if len(tasks) > 1:
+        listing = ", ".join(f"{name} ({task})" for name, task in known)
+        asked = f"; asked for task {task_name!r}" if task_name is not None else ""
+        raise ConfigError(f"cannot evaluate models of different tasks in one table: {listing}{asked}; evaluate "
+                          "classification and language-model runs in separate calls")
+    return tasks.pop() if tasks else "classification"
 
 
 def evaluate(
@@ -211,11 +273,21 @@ def evaluate(
     data: DataConfig,
     teacher: EvalEntry | None = None,
     eval_config: EvalConfig | None = None,
-    task_name: str = "classification",
+    task_name: str | None = None,
 ) -> list[ModelRow]:
-    """Accuracy, agreement with ``teacher``, ECE, size and batch-1 latency of each model on ``data``'s test split."""
+    """Accuracy, agreement with ``teacher``, ECE, size and batch-1 latency of each model on ``data``'s test split.
+
+    The task comes from the entries' run configs (``task_name`` when none is known; mixing tasks is a ConfigError).
+    Causal language models get per-token loss, perplexity, next-token accuracy, top-1 agreement with the teacher on
+    the target tokens, and latency of one ``max_length`` sequence / throughput in tokens per second instead.
+    """
     eval_config = eval_config or EvalConfig()
+    if task_name is not None:
+        TASKS.get(task_name)  # an unknown name is a one-line error before anything else
+    task_name = eval_task(entries, teacher, task_name)
     task = TASKS.get(task_name)()
+    if task_name == "causal-lm":
+        return _evaluate_lm(entries, data, teacher, eval_config, task)
     splits = load_data(data)
     rows, teacher_logits = [], None
     if teacher is not None:
@@ -228,6 +300,97 @@ def evaluate(
         model = build_model(entry.model, splits.input_shape, splits.num_classes, role=entry.name)
         rows.append(evaluate_model(entry.name, model, splits, teacher_logits, eval_config, task)[0])
     return rows
+
+
+def _check_lm_vocabularies(entries: list[EvalEntry], teacher: EvalEntry | None, data: DataConfig,
+                           num_classes: int) -> None:
+    """Every model must predict the teacher's (and the data's) tokens: compare tokenizers and vocabulary sizes."""
+    from kdistill.lm.tokenizer import BYTE_TOKENIZER_NAME, load_tokenizer
+    from kdistill.lm.vocab import vocabulary_differences
+
+    def tokenizer_name(name: str | None) -> str:
+        return name or BYTE_TOKENIZER_NAME
+
+    def vocab_size(entry: EvalEntry) -> int:
+        return int(entry.model.kwargs.get("vocab_size", num_classes))
+
+    if teacher is not None:  # first, so the message names the teacher
+        for entry in entries:
+            if (entry.tokenizer is not None and teacher.tokenizer is not None
+                    and tokenizer_name(entry.tokenizer) != tokenizer_name(teacher.tokenizer)):
+                problems = vocabulary_differences(load_tokenizer(teacher.tokenizer).get_vocab(),
+                                                  load_tokenizer(entry.tokenizer).get_vocab())
+                if problems:
+                    raise ModelError(f"{entry.name} was trained with tokenizer {entry.tokenizer!r}, the teacher "
+                                     f"{teacher.name} with {teacher.tokenizer!r}: " + "; ".join(problems)
+                                     + "; top-1 agreement needs one vocabulary")
+            if vocab_size(entry) != vocab_size(teacher):
+                raise ModelError(f"{entry.name} has a vocabulary of {vocab_size(entry)} tokens but the teacher "
+                                 f"{teacher.name} has {vocab_size(teacher)}; top-1 agreement needs one vocabulary "
+                                 "(evaluate it without --teacher, or with a teacher of the same tokenizer)")
+    data_tokenizer = tokenizer_name(data.tokenizer)
+    for entry in [*([teacher] if teacher else []), *entries]:
+        if entry.tokenizer is not None and tokenizer_name(entry.tokenizer) != data_tokenizer:
+            problems = vocabulary_differences(load_tokenizer(data_tokenizer).get_vocab(),
+                                              load_tokenizer(entry.tokenizer).get_vocab())
+            if problems:
+                raise ModelError(f"{entry.name} was trained with tokenizer {entry.tokenizer!r}, the eval data is "
+                                 f"tokenized with {data_tokenizer!r}: " + "; ".join(problems))
+
+
+def _evaluate_lm(entries: list[EvalEntry], data: DataConfig, teacher: EvalEntry | None, eval_config: EvalConfig,
+                 task: Task) -> list[ModelRow]:
+    for entry in entries:
+        if not entry.model.weights:
+            raise ModelError(f"{entry.name}: no weights to evaluate")
+    splits = load_data(data)
+    _check_lm_vocabularies(entries, teacher, data, splits.num_classes)
+    rows, teacher_top1 = [], None
+    if teacher is not None:
+        teacher_model = build_model(teacher.model, splits.input_shape, splits.num_classes, role=teacher.name)
+        row, teacher_top1 = evaluate_lm_model(teacher.name, teacher_model, splits, None, eval_config, task)
+        rows.append(row)
+    for entry in entries:
+        model = build_model(entry.model, splits.input_shape, splits.num_classes, role=entry.name)
+        rows.append(evaluate_lm_model(entry.name, model, splits, teacher_top1, eval_config, task)[0])
+    return rows
+
+
+LM_EVAL_BATCH = 32  # sequences per forward pass when scoring the test split
+
+
+def evaluate_lm_model(
+    name: str,
+    model: nn.Module,
+    splits: DataSplits,
+    teacher_top1: torch.Tensor | None,
+    eval_config: EvalConfig,
+    task: Task,
+) -> tuple[ModelRow, torch.Tensor]:
+    """One language model's row, and its (N, T) top-1 token ids on the test split (the teacher's serve agreement)."""
+    metrics, top1 = lm_test_metrics(model, splits.test, task, teacher_top1, batch_size=LM_EVAL_BATCH)
+    speed = measure_lm_speed(
+        model,
+        splits.sample_input(),
+        runs=eval_config.latency_runs,
+        warmup=eval_config.warmup_runs,
+        throughput_batch=eval_config.throughput_batch,
+        threads=eval_config.threads,
+    )
+    row = ModelRow(
+        name=name,
+        parameters=speed.parameters,
+        size_bytes=speed.size_bytes,
+        test_accuracy=metrics["test_accuracy"],
+        agreement=metrics.get("test_agreement"),
+        ece=None,
+        latency_ms=speed.latency_ms,
+        throughput=speed.throughput,
+        task=task.name,
+        test_loss=metrics["test_loss"],
+        perplexity=metrics["test_perplexity"],
+    )
+    return row, top1
 
 
 def evaluate_model(

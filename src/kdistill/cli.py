@@ -66,7 +66,11 @@ def _config_from(config_path: Path | None, flags: dict, sets: list[str] | None) 
 
 def _print_summary(result) -> None:
     m = result.metrics
-    parts = [f"test accuracy {100 * m['test_accuracy']:.2f}%"]
+    if "test_cosine_to_teacher" in m:  # task embedding: no accuracy, closeness to the teacher's embeddings
+        parts = [f"test cosine to teacher {m['test_cosine_to_teacher']:.4f}",
+                 f"top-10 neighbour overlap {m['test_top10_overlap']:.4f}"]
+    else:
+        parts = [f"test accuracy {100 * m['test_accuracy']:.2f}%"]
     if "test_agreement" in m:
         parts.append(f"agreement with teacher {100 * m['test_agreement']:.2f}%")
     parts.append(f"best val epoch {m['best_epoch'] + 1}")
@@ -158,13 +162,17 @@ def eval_(
     model_kwargs: Annotated[str | None, Opt(help="its kwargs as YAML")] = None,
     weights: Annotated[str | None, Opt(help="its weights")] = None,
     teacher_run: Annotated[Path | None, Opt("--teacher", help="run folder of the teacher (for agreement)")] = None,
+    task: Annotated[str | None, Opt(help="classification | causal-lm (default: the runs' task)")] = None,
     data: Annotated[str | None, Opt(help="data set (default: the first run's)")] = None,
     data_root: Annotated[str | None, Opt()] = None,
     latency_runs: Annotated[int, Opt(help="timed batch-1 runs")] = 100,
     threads: Annotated[int | None, Opt(help="torch threads for latency")] = None,
     output: Annotated[Path | None, Opt(help="also save the table here (folder)")] = None,
 ) -> None:
-    """Accuracy, agreement with the teacher, calibration (ECE), latency and size of checkpoints on a data set."""
+    """Accuracy, agreement with the teacher, calibration (ECE), latency and size of checkpoints on a data set.
+
+    Language-model runs (task causal-lm): loss per token, perplexity, next-token accuracy, top-1 agreement with the
+    teacher, latency of one max_length sequence and tokens/s."""
     from kdistill import api
     from kdistill.config import DataConfig, EvalConfig, ModelConfig
     from kdistill.results import print_table, save_table
@@ -183,11 +191,11 @@ def eval_(
         )
     if not entries:
         raise KdistillError("nothing to evaluate: give run folders, or --model NAME --weights PATH")
-    teacher = api.entry_from_run(teacher_run)[0] if teacher_run else None
-    data_config = data_config or DataConfig()
+    teacher, teacher_config = api.entry_from_run(teacher_run) if teacher_run else (None, None)
+    data_config = data_config or (teacher_config.data if teacher_config else None) or DataConfig()
     if data or data_root:
         data_config = data_config.model_copy(update={k: v for k, v in {"name": data, "root": data_root}.items() if v})
-    rows = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads))
+    rows = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads), task)
     title = f"kdistill eval: {data_config.name} (test split)"
     print_table(rows, title, console=console)
     if output:
@@ -216,11 +224,16 @@ def demo(
 def corpus(
     path: Annotated[Path, typer.Argument(help='output .jsonl file (one {"text": ...} object per line)')],
     max_chars: Annotated[int, Opt(help="characters of text to write")] = 300_000,
+    sentences: Annotated[int | None, Opt(help="write this many docstring sentences instead (task embedding)")
+                         ] = None,
 ) -> None:
     """Write a text corpus for language-model runs from Python's standard-library sources (offline)."""
-    from kdistill.lm.corpus import write_corpus
+    from kdistill.lm.corpus import docstring_sentences, write_corpus, write_jsonl
 
-    written = write_corpus(path, max_chars=max_chars)
+    if sentences is not None:
+        written = write_jsonl([{"text": text} for text in docstring_sentences(sentences)], path)
+    else:
+        written = write_corpus(path, max_chars=max_chars)
     console.print(f"wrote {written} ({written.stat().st_size:,} bytes)")
 
 

@@ -49,6 +49,12 @@ class ModelConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model factory")
     weights: str | None = Field(None, description="weights file: .safetensors (default) or a torch checkpoint")
     pretrained: bool = Field(False, description="timm/torchvision: download pretrained weights (needs internet)")
+    tokenizer: str | None = Field(
+        None,
+        description="language-model teacher only: its tokenizer ('byte' or a local folder) when it differs from the "
+        "student's (data.tokenizer); default: the tokenizer files of an hf:<folder> teacher, else data.tokenizer. "
+        "A different tokenizer needs the cross-tokenizer method 'uld'",
+    )
 
 
 class StageConfig(_Strict):
@@ -59,6 +65,30 @@ class StageConfig(_Strict):
         None, ge=0.0, le=1.0, description="hard-label weight in this stage (default: distill.alpha)"
     )
     methods: dict[str, float] = Field(..., description="method name -> weight in this stage")
+
+
+class OnPolicyConfig(_Strict):
+    """On-policy GKD (Agarwal et al., ICLR 2024, arXiv:2306.13649), task causal-lm: per micro-batch, with probability
+    ``lam`` the student samples the completions of the batch's prompts and the teacher scores those samples."""
+
+    lam: float = Field(
+        0.5, ge=0.0, le=1.0, description="share of micro-batches whose completions are the student's own samples"
+    )
+    max_new_tokens: int = Field(32, gt=0, description="tokens the student samples per prompt (cut at data.max_length)")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature of the student")
+
+
+class SequenceKDConfig(_Strict):
+    """Sequence-level KD (Kim & Rush, EMNLP 2016, arXiv:1606.07947), task causal-lm: before training the teacher
+    completes the training split's prompts once (stored in <run>/sequence_kd/train.jsonl, reused on --resume) and the
+    student trains on those completions. Validation and test keep the original data."""
+
+    max_new_tokens: int = Field(64, gt=0, description="tokens the teacher generates per prompt")
+    greedy: bool = Field(True, description="greedy decoding (beam-1 approximation); false: sample at temperature 1")
+    prompt_tokens: int = Field(
+        16, gt=0, description="data without prompts (text:, jsonl text field): the first N tokens of each document"
+    )
+    batch_size: int = Field(16, gt=0, description="prompts per teacher generate call")
 
 
 class DistillConfig(_Strict):
@@ -73,6 +103,12 @@ class DistillConfig(_Strict):
     stages: list[StageConfig] = Field(
         default_factory=list,
         description="optional schedule; the stages' epochs are run first, the remaining epochs use alpha/methods above",
+    )
+    on_policy: OnPolicyConfig | None = Field(
+        None, description="causal-lm: on-policy GKD data mix, e.g. {lam: 0.5, max_new_tokens: 32} (None: off)"
+    )
+    sequence_kd: SequenceKDConfig | None = Field(
+        None, description="causal-lm: train on the teacher's completions, e.g. {max_new_tokens: 64} (None: off)"
     )
 
     @field_validator("temperature")

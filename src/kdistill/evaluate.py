@@ -1,7 +1,8 @@
-"""Accuracy, agreement with the teacher, calibration (ECE), and the speed/size of a model."""
+"""Accuracy, agreement with the teacher, calibration (ECE), per-token LM metrics, and the speed/size of a model."""
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -57,6 +58,48 @@ def task_metrics(model: nn.Module, dataset: Dataset, task: Task, teacher: nn.Mod
     return metrics
 
 
+@torch.no_grad()
+def lm_test_metrics(model: nn.Module, dataset: Dataset, task: Task, teacher_top1: torch.Tensor | None = None,
+                    batch_size: int = 32, device: str | torch.device = "cpu") -> tuple[dict[str, float], torch.Tensor]:
+    """Per-token test loss, next-token accuracy (and top-1 agreement with a teacher) of a causal language model.
+
+    ``teacher_top1`` is the (N, T) argmax of a teacher's logits over the same data set, as returned here; only
+    those ids are kept, never the (N, T, V) logits. Returns (metrics, this model's (N, T) top-1 ids). The sums run
+    over target tokens (the shifted, non-ignored labels), as in ``task_metrics``.
+    """
+    from kdistill.lm.task import target_mask
+
+    model = model.to(device).eval()
+    sums = {"loss": 0.0, "correct": 0, "count": 0, "agree": 0}
+    top1, start = [], 0
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = task.logits(model, batch)  # (B, T, V)
+        loss_sum, _ = task.loss_sum(logits, batch)
+        hits, count = task.correct(logits, batch)
+        sums["loss"] += float(loss_sum)
+        sums["correct"] += int(hits)
+        sums["count"] += count
+        ids = logits.argmax(-1).cpu()  # (B, T)
+        if teacher_top1 is not None:
+            mask = target_mask(batch["labels"]).cpu()  # (B, T-1)
+            teacher_ids = teacher_top1[start : start + len(ids)]
+            sums["agree"] += int(((ids[:, :-1] == teacher_ids[:, :-1]) & mask).sum())
+        top1.append(ids)
+        start += len(ids)
+    count = max(sums["count"], 1)
+    metrics = {"test_loss": sums["loss"] / count, "test_accuracy": sums["correct"] / count}
+    metrics["test_perplexity"] = perplexity(metrics["test_loss"])
+    if teacher_top1 is not None:
+        metrics["test_agreement"] = sums["agree"] / count
+    return metrics, torch.cat(top1) if top1 else torch.empty(0, 0, dtype=torch.long)
+
+
+def perplexity(loss_per_token: float) -> float:
+    """exp of the mean per-token cross-entropy (capped at e^50 so a diverged model gives a number, not inf)."""
+    return math.exp(min(loss_per_token, 50.0))
+
+
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float((logits.argmax(-1) == targets).float().mean())
 
@@ -94,6 +137,46 @@ def size_on_disk(model: nn.Module) -> int:
     with tempfile.TemporaryDirectory() as folder:
         path = save_weights(model, Path(folder) / "model.safetensors")
         return path.stat().st_size
+
+
+LM_THROUGHPUT_TOKENS = 4096  # tokens per forward when timing a language model's throughput (bounds logit memory)
+
+
+@torch.no_grad()
+def measure_lm_speed(model: nn.Module, input_ids: torch.Tensor, runs: int = 100, warmup: int = 10,
+                     throughput_batch: int = 256, threads: int | None = None) -> SpeedReport:
+    """``measure_speed`` for token models: batch-1 latency of one full sequence (``input_ids`` (1, L), every position
+    attended) and throughput in *tokens* per second, at min(throughput_batch, LM_THROUGHPUT_TOKENS // L) sequences."""
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model = model.cpu().eval()
+        one = {"input_ids": input_ids[:1].cpu().long()}
+        one["attention_mask"] = torch.ones_like(one["input_ids"])
+        length = one["input_ids"].shape[1]
+        for _ in range(warmup):
+            model(**one)
+        timings = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(**one)
+            timings.append((time.perf_counter() - start) * 1000)
+        sequences = max(1, min(throughput_batch, LM_THROUGHPUT_TOKENS // max(length, 1)))
+        big = {key: value.expand(sequences, length).contiguous() for key, value in one.items()}
+        model(**big)
+        repeats, start = 3, time.perf_counter()
+        for _ in range(repeats):
+            model(**big)
+        throughput = repeats * sequences * length / (time.perf_counter() - start)
+        timings.sort()
+        return SpeedReport(
+            parameters=count_parameters(model), size_bytes=size_on_disk(model),
+            latency_ms=statistics.median(timings), latency_p95_ms=timings[int(0.95 * (len(timings) - 1))],
+            throughput=throughput, threads=torch.get_num_threads(),
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 @torch.no_grad()

@@ -67,4 +67,5 @@ class ClassificationTask(Task):
         return (logits.argmax(-1) == teacher_logits.argmax(-1)).sum(), int(logits.shape[0])
 
 
+from kdistill.lm import embedding_task as _embedding_task  # noqa: E402,F401  (registers embedding)
 from kdistill.lm import task as _lm_task  # noqa: E402,F401  (registers causal-lm; TASKS exists by now)

@@ -31,6 +31,23 @@ class Teacher(Protocol):
     def close(self) -> None: ...
 
 
+TEACHER_KEY_PREFIX = "teacher_"  # batch keys in the teacher's own tokens (e.g. ``teacher_input_ids`` for ``uld``)
+
+
+def teacher_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch as the teacher sees it: each ``teacher_<key>`` entry replaces ``<key>`` (a teacher with another
+    tokenizer reads its own ``teacher_input_ids``/``teacher_attention_mask``); unchanged when there are none."""
+    keys = [key for key in batch if key.startswith(TEACHER_KEY_PREFIX)]
+    if not keys:
+        return batch
+    view = dict(batch)
+    for key in keys:
+        view[key.removeprefix(TEACHER_KEY_PREFIX)] = batch[key]
+    if "input" in view and "input_ids" in view:
+        view["input"] = view["input_ids"]
+    return view
+
+
 class FrozenModule(nn.Module):
     """Wraps the teacher so that ``.train()`` on a parent can never switch it out of eval mode."""
 
@@ -47,7 +64,7 @@ class FrozenModule(nn.Module):
 
 class LiveTeacher:
     """A frozen model run on every batch under ``torch.no_grad`` (not inference_mode: its tensors would break
-    feature losses that save inputs for backward)."""
+    feature losses that save inputs for backward). It reads the batch's ``teacher_*`` keys when present."""
 
     def __init__(self, model: nn.Module, feature_names: list[str] | None = None, task: Task | None = None) -> None:
         self.module = FrozenModule(model)
@@ -60,7 +77,7 @@ class LiveTeacher:
 
     @torch.no_grad()
     def outputs(self, batch: dict[str, torch.Tensor]) -> ModelOutputs:
-        logits = self.task.logits(self.module, batch)
+        logits = self.task.logits(self.module, teacher_view(batch))
         features = self.taps.collect() if self.taps else {}
         return ModelOutputs(logits=logits.float(), features=features)
 

@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from kdistill.runs import (
 from kdistill.taps import FeatureTaps
 from kdistill.tasks import Task
 from kdistill.teacher import Teacher
+
+BatchTransform = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 class DistillationModule(nn.Module):
@@ -137,6 +140,8 @@ class Trainer:
         self.run_dir = run_dir
         self.task = task
         self.fabric = fabric
+        self.batch_transform: BatchTransform | None = None
+        self.student: nn.Module | None = None
 
     def fit(
         self,
@@ -146,9 +151,14 @@ class Trainer:
         teacher: Teacher | None = None,
         methods: dict[str, Method] | None = None,
         resume: bool = False,
+        batch_transform: BatchTransform | None = None,
     ) -> FitResult:
+        """``batch_transform(student, micro_batch) -> micro_batch`` (optional) rewrites each training micro-batch
+        before the teacher and student see it and before the step's tokens are counted (e.g. GKD's on-policy mix,
+        ``kdistill.lm.generation.OnPolicyMixer``); its ``set_epoch(epoch)`` is called at each epoch start if defined."""
         config, fabric = self.config, self.fabric
         module = DistillationModule(student, methods or {}, self.task)
+        self.batch_transform, self.student = batch_transform, student
         train_set = teacher.train_dataset(train_set) if teacher is not None else train_set
         train_loader = self._loader(train_set, shuffle=True)
         val_loader = fabric.setup_dataloaders(self._loader(val_set, shuffle=False), move_to_device=True)
@@ -206,6 +216,8 @@ class Trainer:
         phase = phase_for_epoch(config, epoch, teacher is not None)
         for method in module.methods.values():
             method.set_epoch(epoch)
+        if hasattr(self.batch_transform, "set_epoch"):
+            self.batch_transform.set_epoch(epoch)
         # Reseed the shuffle per epoch so a resumed run sees the same order as an uninterrupted one.
         train_loader.generator.manual_seed(config.seed * 100_003 + epoch)
         loader = fabric.setup_dataloaders(train_loader, move_to_device=True)
@@ -220,7 +232,7 @@ class Trainer:
                 continue
             for key, value, count in self._optimizer_step(micro_batches, wrapped, optimizer, teacher, phase, epoch):
                 if key == "correct":
-                    correct, seen = correct + int(value), seen + count
+                    correct, seen = correct + value, seen + count
                 else:
                     sums[key] = sums.get(key, 0.0) + value * count
             scheduler.step()
@@ -251,6 +263,8 @@ class Trainer:
         """Forward/backward over the micro-batches of one optimiser step, then step. Yields (key, value, count)
         for logging: per-sample (or per-token) mean values of each micro-batch and its prediction count."""
         fabric, records = self.fabric, []
+        if self.batch_transform is not None:  # before counting tokens: the transform may change the targets
+            micro_batches = [self.batch_transform(self.student, batch) for batch in micro_batches]
         divisor = self.task.prepare_step(micro_batches)  # e.g. language models: normalise by the step's tokens
         optimizer.zero_grad(set_to_none=True)
         for position, batch in enumerate(micro_batches):
@@ -270,7 +284,7 @@ class Trainer:
                 fabric.backward(loss / divisor)
             hits, count = self.task.correct(logits.detach(), batch)
             scale = self.task.log_scale(batch, count)
-            records.append(("correct", int(hits), count))
+            records.append(("correct", float(hits), count))  # a count, or a sum of scores (embedding: cosines)
             records += [(key, float(value.detach()) * scale, count) for key, value in
                         {"loss": loss, "task": task_loss, **terms}.items()]
         if self.config.trainer.grad_clip:
@@ -288,7 +302,7 @@ class Trainer:
                 logits = self.task.logits(student, batch)
             hits, count = self.task.correct(logits, batch)
             loss_sum += float(self.task.loss(logits, batch)) * count
-            correct, seen = correct + int(hits), seen + count
+            correct, seen = correct + float(hits), seen + count
         student.train()
         totals = self.fabric.all_reduce(torch.tensor([loss_sum, correct, seen], dtype=torch.float64), reduce_op="sum")
         loss_sum, correct, seen = totals.tolist()

@@ -21,6 +21,7 @@ from kdistill.cache.teacher import (
     check_cache_methods,
     open_cached_teacher,
     teacher_from_cache_spec,
+    teacher_model_for_metrics,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "default_cache_dir",
     "open_cached_teacher",
     "teacher_from_cache_spec",
+    "teacher_model_for_metrics",
 ]

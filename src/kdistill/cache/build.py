@@ -236,6 +236,8 @@ def cache_info(cache_dir: str | Path) -> dict:
 
     Language-model stores add ``bytes_per_token`` (per stored position) and, when every shard is there,
     ``bytes_per_target_token`` (size of the shards over the target tokens they serve, i.e. padding counted).
+    The ``disk_bytes_per_*`` keys are measured instead: ``size_on_disk`` over the samples (tokens, target tokens)
+    of the complete shards, so file headers and the manifest count; absent while no shard is complete.
     """
     store = CacheStore.open(cache_dir)
     manifest = store.manifest
@@ -253,4 +255,12 @@ def cache_info(cache_dir: str | Path) -> dict:
         targets = manifest.get("target_tokens")
         if targets:
             info["bytes_per_target_token"] = store.bytes_per_sample * store.num_samples / targets
+    # Measured: the folder's size on disk (shards with their headers, manifest) over what the complete shards hold.
+    stored = sum(len(store.shard_samples(shard)) for shard in manifest["completed_shards"])
+    if stored:
+        info["disk_bytes_per_sample"] = info["size_on_disk"] / stored
+        if store.positions:
+            info["disk_bytes_per_token"] = info["size_on_disk"] / (stored * store.positions)
+            if manifest.get("target_tokens") and stored == store.num_samples:
+                info["disk_bytes_per_target_token"] = info["size_on_disk"] / manifest["target_tokens"]
     return info

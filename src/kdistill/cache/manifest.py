@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kdistill.cache.errors import CacheMismatchError
 from kdistill.cache.fingerprint import compare_data, data_fingerprint, teacher_fingerprint, transform_config
 from kdistill.cache.store import FORMAT_VERSION
@@ -25,7 +27,10 @@ def new_manifest(config: RunConfig, splits: DataSplits, *, mode: str, k: int | N
         positions = {"positions": splits.input_shape[0], "target_tokens": int((labels[:, 1:] != -100).sum())}
     return {
         "format_version": FORMAT_VERSION,
+        # ``weights`` (absolute path) lets a run trained from the store rebuild the teacher for its final metrics;
+        # stores made before it was recorded simply skip those metrics.
         "teacher": {"name": config.teacher.name, "kwargs": config.teacher.kwargs,
+                    "weights": str(Path(config.teacher.weights).resolve()),
                     "weights_sha256": teacher_fingerprint(config.teacher.weights)},
         "data": data_fingerprint(config.data, splits),
         "transform": transform_config(config.data),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from kdistill.cache.errors import CacheError, CacheIncompleteError
 from kdistill.cache.fingerprint import raw_input
 from kdistill.cache.manifest import check_run
 from kdistill.cache.store import CacheStore
-from kdistill.config import RunConfig
+from kdistill.config import ModelConfig, RunConfig
 from kdistill.data.base import DataSplits
 from kdistill.outputs import ModelOutputs
 
@@ -113,3 +114,40 @@ def teacher_from_cache_spec(spec: str, config: RunConfig, splits: DataSplits) ->
     for stage in config.distill.stages:
         check_cache_methods(stage.methods)
     return open_cached_teacher(folder, config, splits)
+
+
+def teacher_model_for_metrics(config: RunConfig, splits: DataSplits):
+    """The model behind a ``cache:<dir>`` teacher, for a run's final metrics (agreement, teacher accuracy/perplexity).
+
+    Weights: ``teacher.weights`` if the run names them (``open_cached_teacher`` already checked them against the
+    store), else the path the manifest records. Returns None, with one warning line, when the manifest predates that
+    record, the file is gone or changed, or the model cannot be built: those metrics are then left out, and the run
+    still finishes.
+    """
+    from kdistill.cache.fingerprint import teacher_fingerprint
+    from kdistill.errors import KdistillError
+    from kdistill.models.base import build_model
+
+    assert config.teacher is not None
+    folder = config.teacher.name.partition(":")[2]
+
+    def skip(reason: str) -> None:
+        warnings.warn(f"no teacher agreement in the final metrics: {reason}", stacklevel=3)
+
+    try:
+        stored = CacheStore.open(folder).manifest["teacher"]
+    except (KdistillError, KeyError) as exc:
+        return skip(f"cannot read the manifest of cache {folder!r} ({exc})")
+    weights = config.teacher.weights or stored.get("weights")
+    if not weights:
+        return skip(f"cache {folder!r} does not record its teacher's weights (built by an older kdistill); "
+                    "set teacher.weights to get them")
+    if not Path(weights).is_file():
+        return skip(f"the teacher weights {weights!r} of cache {folder!r} are gone")
+    try:
+        if not config.teacher.weights and teacher_fingerprint(weights) != stored["weights_sha256"]:
+            return skip(f"the teacher weights {weights!r} changed since cache {folder!r} was built")
+        model_config = ModelConfig(name=stored["name"], kwargs=stored.get("kwargs") or {}, weights=str(weights))
+        return build_model(model_config, splits.input_shape, splits.num_classes, role="teacher")
+    except Exception as exc:  # noqa: BLE001  a finished run must not fail over optional metrics
+        return skip(f"the teacher of cache {folder!r} could not be rebuilt ({str(exc).splitlines()[0]})")

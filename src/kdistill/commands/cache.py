@@ -66,10 +66,25 @@ def _table(info: dict) -> Table:
         "transform": ", ".join(f"{key}={value}" for key, value in manifest["transform"].items()),
         "mode": f"{mode}, {manifest['precision']}",
         "samples x views": f"{manifest['num_samples']} x {manifest['views']}",
-        "bytes per sample": str(info["bytes_per_sample"]),
+        **_per_item_row(info),
         "size on disk": f"{info['size_on_disk'] / 1e6:.2f} MB",
         "coverage": f"{info['complete_shards']}/{info['num_shards']} shards ({info['coverage']:.0%})",
     }
     for key, value in rows.items():
         table.add_row(key, value)
     return table
+
+
+def _per_item_row(info: dict) -> dict[str, str]:
+    """Language-model stores: bytes per token; classifier stores: bytes per sample (measured on disk, and the
+    record size of the stored outputs)."""
+    if info["manifest"].get("positions"):
+        if "disk_bytes_per_token" not in info:
+            return {"bytes per token": f"no complete shard yet ({info['bytes_per_token']:g} of outputs)"}
+        text = f"{info['disk_bytes_per_token']:,.2f} on disk ({info['bytes_per_token']:g} of outputs"
+        if "disk_bytes_per_target_token" in info:
+            text += f"; {info['disk_bytes_per_target_token']:,.2f} per target token, padding included"
+        return {"bytes per token": text + ")"}
+    if "disk_bytes_per_sample" not in info:
+        return {"bytes per sample": f"no complete shard yet ({info['bytes_per_sample']} of outputs)"}
+    return {"bytes per sample": f"{info['disk_bytes_per_sample']:,.2f} on disk ({info['bytes_per_sample']} of outputs)"}

@@ -1,7 +1,8 @@
 """``kdistill distill-embeddings``: distil the packaged all-MiniLM-L6-v2 into a smaller sentence encoder (offline).
 
 A thin wrapper over ``kdistill.lm.embedding.distill_embeddings``; prints teacher / student-before / student-after
-metrics on the held-out sentences as a table, and optionally saves the student and the metrics.
+metrics on the held-out sentences as a table, and optionally saves the student and the metrics. The same distillation
+as an ordinary run (run folder, checkpoints, resume, summary.json): ``kdistill distill configs/embedding_minilm.yaml``.
 """
 
 from __future__ import annotations

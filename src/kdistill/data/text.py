@@ -7,6 +7,8 @@
 Each item is ``{"input_ids", "attention_mask", "labels", "index"}`` padded to ``data.max_length`` (``labels`` is
 -100 on prompt and padding; the shift for next-token prediction happens in the loss), plus ``"input"`` (the same
 tensor as ``input_ids``) so code written for classifiers (``DataSplits.sample_input``) still finds an input.
+Datasets keep their records; ``TokenizedDataset.with_teacher_tokens`` adds ``teacher_input_ids``,
+``teacher_attention_mask`` and ``teacher_labels`` in a teacher's own tokenizer (``uld`` across tokenizers).
 """
 
 from __future__ import annotations
@@ -34,21 +36,43 @@ class TextRecord:
 
 
 class TokenizedDataset(Dataset):
-    """Fixed-length token tensors (N, L) for input ids, attention mask and labels."""
+    """Fixed-length token tensors (N, L) for input ids, attention mask and labels.
 
-    def __init__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> None:
+    ``records`` keeps the source texts row by row (sequence-level KD takes its prompts from them). ``teacher`` is
+    an optional copy of the same records in a teacher's own tokens (``with_teacher_tokens``, for the cross-tokenizer
+    method ``uld``): items then also carry ``teacher_input_ids``, ``teacher_attention_mask`` and ``teacher_labels``.
+    """
+
+    def __init__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                 records: list[TextRecord] | None = None, teacher: TokenizedDataset | None = None) -> None:
         self.input_ids, self.attention_mask, self.labels = input_ids, attention_mask, labels
+        self.records, self.teacher = records, teacher
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def subset(self, rows: torch.Tensor) -> TokenizedDataset:
-        return TokenizedDataset(self.input_ids[rows], self.attention_mask[rows], self.labels[rows])
+        records = [self.records[i] for i in rows.tolist()] if self.records is not None else None
+        teacher = self.teacher.subset(rows) if self.teacher is not None else None
+        return TokenizedDataset(self.input_ids[rows], self.attention_mask[rows], self.labels[rows], records, teacher)
+
+    def with_teacher_tokens(self, tokenizer: TextTokenizer, max_length: int, on_overlong: str,
+                            source: str) -> TokenizedDataset:
+        """The same rows, plus each record tokenised by the teacher's ``tokenizer`` (same prompt masking)."""
+        if self.records is None:
+            raise DataError(f"{source}: the texts are not kept, so they cannot be tokenised for the teacher")
+        teacher = tokenize_records(self.records, tokenizer, max_length, on_overlong, f"{source} (teacher tokens)")
+        return TokenizedDataset(self.input_ids, self.attention_mask, self.labels, self.records, teacher)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ids = self.input_ids[index]
-        return {"input_ids": ids, "input": ids, "attention_mask": self.attention_mask[index],
+        item = {"input_ids": ids, "input": ids, "attention_mask": self.attention_mask[index],
                 "labels": self.labels[index], "index": torch.tensor(index)}
+        if self.teacher is not None:
+            item.update(teacher_input_ids=self.teacher.input_ids[index],
+                        teacher_attention_mask=self.teacher.attention_mask[index],
+                        teacher_labels=self.teacher.labels[index])
+        return item
 
 
 def read_text_file(path: Path) -> str:
@@ -127,7 +151,7 @@ def tokenize_records(records: list[TextRecord], tokenizer: TextTokenizer, max_le
     if overlong:
         warnings.warn(f"{source}: {overlong} of {count} records longer than data.max_length={max_length} were "
                       "truncated", stacklevel=4)
-    return TokenizedDataset(input_ids, attention_mask, labels)
+    return TokenizedDataset(input_ids, attention_mask, labels, list(records))
 
 
 def build_text_splits(config: DataConfig, records: list[TextRecord], source: str) -> DataSplits:

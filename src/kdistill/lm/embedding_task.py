@@ -1,0 +1,196 @@
+"""The ``embedding`` task: sentence-encoder distillation through the ordinary ``kdistill distill`` / ``api.distill``.
+
+A model is called as ``model(input_ids=..., attention_mask=...)``; its "logits" are (B, D) L2-normalised
+sentence embeddings (an ``EmbeddingModel`` output, or a ``transformers`` encoder's ``last_hidden_state``
+mean-pooled over the attention mask, as MiniLM does). There are no hard labels: the task loss is 0, so the run
+requires ``distill.alpha: 0`` (and stage alphas 0) and learns from the embedding methods alone (``embed_mse``,
+``embed_cosine``); logit and feature methods are refused.
+
+The teacher is run once over every split before training (``prepare_embedding_run``): its embeddings travel in the
+batches (``batch["teacher_embedding"]``) and serve as an offline teacher for training, as the validation target
+("accuracy" of this task = mean cosine to the teacher, so the best checkpoint is the closest student; val_loss is
+the task loss, 0) and for the final test metrics (cosine to the teacher, top-10 neighbour overlap:
+``kdistill.lm.embedding.compare_embeddings``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from kdistill.errors import ConfigError
+from kdistill.lm.embedding import compare_embeddings, mean_pool
+from kdistill.outputs import ModelOutputs
+from kdistill.tasks import TASKS, Task
+
+TEACHER_KEY = "teacher_embedding"  # batch key: the teacher's (D,) embedding of the sentence
+
+
+@TASKS.register("embedding")
+class EmbeddingTask(Task):
+    name = "embedding"
+
+    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        hidden = getattr(output, "last_hidden_state", None)
+        embeddings = mean_pool(hidden, batch["attention_mask"]) if hidden is not None else output
+        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2:
+            raise ConfigError("task embedding needs models that return (batch, dim) sentence embeddings or a "
+                              "last_hidden_state (use minilm, encoder:<folder> or tiny-bert)")
+        return F.normalize(embeddings, dim=-1)  # (B, D)
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """No hard labels: zero (kept on the graph, so a step with no method term still backpropagates)."""
+        return logits.float().sum() * 0.0
+
+    def correct(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """(sum of cosine similarities to the teacher's embeddings, sentences): "accuracy" is the mean cosine."""
+        if TEACHER_KEY not in batch:  # no stored teacher embeddings: nothing to compare with
+            return torch.tensor(float("nan")), int(logits.shape[0])
+        cosine = F.cosine_similarity(logits.float(), batch[TEACHER_KEY].float(), dim=-1)
+        return cosine.sum(), int(logits.shape[0])
+
+    def agreement(self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: dict[str, torch.Tensor]
+                  ) -> tuple[torch.Tensor, int]:
+        cosine = F.cosine_similarity(logits.float(), teacher_logits.float(), dim=-1)
+        return cosine.sum(), int(logits.shape[0])
+
+
+# ----- run set-up (called by kdistill.api for task: embedding) -----
+
+
+def check_embedding_config(config, distilling: bool):
+    """Refuse what cannot work before anything is built; return the config with ``data.tokenizer`` resolved."""
+    if not distilling:
+        raise ConfigError("task embedding has no labels to train on: use `kdistill distill` with a teacher "
+                          "(e.g. teacher.name: minilm) and the methods embed_mse / embed_cosine")
+    assert config.teacher is not None
+    if config.teacher.name.startswith("cache:"):
+        raise ConfigError("task embedding runs its teacher once over the data itself; use a model as teacher "
+                          "(e.g. minilm), not a cache:")
+    alphas = [config.distill.alpha] + [s.alpha for s in config.distill.stages if s.alpha is not None]
+    if any(alpha != 0 for alpha in alphas):
+        raise ConfigError("task embedding has no hard labels (its task loss is 0): set distill.alpha: 0 (and no "
+                          "other alpha in distill.stages), so the loss is the sum of the embedding methods' terms")
+    if config.data.tokenizer is None:
+        tokenizer = default_tokenizer(config.teacher.name) or default_tokenizer(config.student.name)
+        if tokenizer is None:
+            raise ConfigError("task embedding: set data.tokenizer (the encoders' tokenizer folder, or minilm)")
+        config = config.model_copy(update={"data": config.data.model_copy(update={"tokenizer": tokenizer})})
+    return config
+
+
+def default_tokenizer(model_name: str) -> str | None:
+    """The tokenizer a sentence encoder came with: ``minilm`` for minilm, the folder for encoder:/hf:."""
+    source, _, argument = model_name.partition(":")
+    if source == "minilm":
+        return "minilm"
+    if source in ("encoder", "hf") and argument:
+        return argument
+    return None
+
+
+def check_embedding_methods(task_name: str, methods: dict) -> None:
+    """Embedding methods need task embedding, and task embedding takes nothing else."""
+    embedding = sorted(n for n, m in methods.items() if "embedding" in getattr(m, "tasks", ()))
+    others = sorted(set(methods) - set(embedding))
+    if task_name == "embedding" and others:
+        raise ConfigError(f"methods {others} do not apply to task embedding (they need class or token logits, or "
+                          "features); use embed_mse and/or embed_cosine, e.g. distill.methods: "
+                          "{embed_mse: 1.0, embed_cosine: 1.0}")
+    if task_name != "embedding" and embedding:
+        raise ConfigError(f"methods {embedding} need task: embedding (sentence encoders), not task {task_name}")
+
+
+class WithTeacherEmbeddings(Dataset):
+    """A data set whose items also carry the teacher's embedding of the sentence (``TEACHER_KEY``)."""
+
+    def __init__(self, dataset: Dataset, embeddings: torch.Tensor) -> None:
+        if len(dataset) != len(embeddings):
+            raise ValueError(f"{len(dataset)} items but {len(embeddings)} teacher embeddings")
+        self.dataset, self.embeddings = dataset, embeddings
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {**self.dataset[index], TEACHER_KEY: self.embeddings[index]}
+
+
+@torch.no_grad()
+def embed_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: str | torch.device = "cpu"
+                  ) -> torch.Tensor:
+    """(N, D) float32 embeddings of a data set, in order (the model in eval mode; its mode is restored)."""
+    task, was_training = EmbeddingTask(), model.training
+    model.to(device).eval()
+    parts = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        parts.append(task.logits(model, batch).float().cpu())
+    model.train(was_training)
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
+class StoredEmbeddingTeacher:
+    """The teacher's embeddings computed once and carried by the batches: an offline teacher (no taps)."""
+
+    def outputs(self, batch: dict[str, torch.Tensor]) -> ModelOutputs:
+        return ModelOutputs(logits=batch[TEACHER_KEY].float())
+
+    def to(self, device: torch.device) -> StoredEmbeddingTeacher:
+        return self
+
+    def train_dataset(self, dataset: Dataset) -> Dataset:
+        return dataset
+
+    def close(self) -> None:
+        pass
+
+
+def _device(config) -> str:
+    wanted = config.trainer.accelerator
+    return "cuda" if wanted in ("auto", "cuda", "gpu") and torch.cuda.is_available() else "cpu"
+
+
+def check_embedding_widths(student: nn.Module, teacher: nn.Module, splits) -> None:
+    """Student and teacher embeddings must have one width (checked on one sample, before the run folder exists)."""
+    sample = {k: v.unsqueeze(0) for k, v in splits.train[0].items()}
+    widths = []
+    with torch.no_grad():
+        for model in (student, teacher):
+            was_training = model.training
+            widths.append(EmbeddingTask().logits(model.eval(), sample).shape[-1])
+            model.train(was_training)
+    if widths[0] != widths[1]:
+        raise ConfigError(f"the student's embeddings have width {widths[0]} but the teacher's {widths[1]}; "
+                          f"set student.kwargs.embed_dim: {widths[1]} (tiny-bert projects to it)")
+
+
+def prepare_embedding_run(config, splits, teacher: nn.Module):
+    """Embed every split with the teacher once; return (splits whose items carry them, the offline teacher)."""
+    from dataclasses import replace
+
+    device, batch_size = _device(config), config.trainer.eval_batch_size
+    parts = ("train", "val", "test")
+    targets = {part: embed_dataset(teacher, getattr(splits, part), batch_size, device) for part in parts}
+    teacher.cpu()
+    splits = replace(splits, **{part: WithTeacherEmbeddings(getattr(splits, part), targets[part]) for part in parts})
+    return splits, StoredEmbeddingTeacher()
+
+
+def embedding_final_metrics(student: nn.Module, teacher: nn.Module | None, splits, batch_size: int) -> dict:
+    """Test cosine to the teacher, top-10 neighbour overlap, sizes (student and teacher)."""
+    test = splits.test
+    if not isinstance(test, WithTeacherEmbeddings):
+        raise ValueError("embedding metrics need the test split with the teacher's embeddings")
+    embeddings = embed_dataset(student, test, batch_size)
+    metrics = {f"test_{key}": value for key, value in compare_embeddings(embeddings, test.embeddings).items()}
+    metrics["test_sentences"] = len(test)
+    metrics["parameters"] = sum(p.numel() for p in student.parameters())
+    metrics["size_mb"] = metrics["parameters"] * 4 / 2**20  # float32
+    if teacher is not None:
+        metrics["teacher_parameters"] = sum(p.numel() for p in teacher.parameters())
+        metrics["teacher_size_mb"] = metrics["teacher_parameters"] * 4 / 2**20
+    return metrics
