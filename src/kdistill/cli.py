@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from kdistill.config import RunConfig, load_config
+from kdistill.console import cli_console
 from kdistill.errors import KdistillError
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Distil a large teacher into a small, fast student, and measure both side by side.",
 )
-console = Console()
+console = cli_console()
 
 # Flag -> config key. Every flag has a key; every key can also be set with --set key=value.
 FLAG_KEYS = {

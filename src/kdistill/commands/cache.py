@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+from kdistill.console import cli_console
 
 app = typer.Typer(
     help="Offline distillation: run the teacher once, store its outputs, then train with teacher.name: cache:<dir>.",
     no_args_is_help=True,
 )
-console = Console()
+console = cli_console()
 
 
 @app.command()

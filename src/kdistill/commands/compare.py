@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from kdistill.console import cli_console
+
+console = cli_console()
 Opt = typer.Option
 
 

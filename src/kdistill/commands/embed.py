@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from kdistill.console import cli_console
 from kdistill.errors import ConfigError
 
 
@@ -52,7 +52,7 @@ def distill_embeddings(
     from kdistill.lm.embedding import distill_embeddings as run
     from kdistill.lm.embedding import fresh_student, load_minilm_teacher
 
-    console = Console()  # made per call: picks up the terminal width (COLUMNS) of this invocation
+    console = cli_console()  # made per call: picks up the terminal width (COLUMNS) of this invocation
     chosen = None if fresh else parse_layers(layers)
     if epochs < 1 or batch_size < 1 or heldout < 2:
         raise ConfigError("--epochs and --batch-size must be >= 1 and --heldout >= 2")

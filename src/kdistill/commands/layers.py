@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from kdistill.console import cli_console
 from kdistill.layers import LayerInfo, embedding_pair_of, list_layers, match_stages, stage_layers
 
-console = Console()
+console = cli_console()
 
 
 def layers(

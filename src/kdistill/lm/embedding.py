@@ -34,6 +34,9 @@ def load_minilm_teacher() -> tuple[EmbeddingModel, object]:
 
     path = minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    from kdistill.models.hf import quiet_transformers
+
+    quiet_transformers()
     encoder = AutoModel.from_pretrained(path, local_files_only=True)
     return EmbeddingModel(encoder).eval().requires_grad_(False), tokenizer
 

@@ -37,6 +37,9 @@ def _encoder_model(folder: str, request: ModelRequest, label: str) -> nn.Module:
     if not Path(folder).is_dir():
         raise ModelError(f"{label}: {folder!r} is not a local folder (encoders are never downloaded)")
     try:
+        from kdistill.models.hf import quiet_transformers
+
+        quiet_transformers()
         encoder = AutoModel.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{label}: {folder!r} could not be loaded: {str(exc).splitlines()[0]}") from None

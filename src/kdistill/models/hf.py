@@ -23,6 +23,13 @@ LM_TASKS = ("causal-lm", "embedding")
 LLAMA_KNOBS = "vocab_size, n_layer, hidden, heads, kv_heads, intermediate, max_positions"
 
 
+def quiet_transformers() -> None:
+    """No per-tensor "Loading weights" bars from transformers: they would fill logs and the CLI's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _task_of(request: ModelRequest) -> str:
     """The task the model is for: ``request.task`` if the request carries one, else ``kwargs['task']``."""
     task = getattr(request, "task", None) or request.kwargs.get("task", "causal-lm")
@@ -41,6 +48,7 @@ def build_hf(request: ModelRequest) -> nn.Module:
     kwargs = {k: v for k, v in request.kwargs.items() if k != "task"}
     auto = AutoModel if _task_of(request) == "embedding" else AutoModelForCausalLM
     try:
+        quiet_transformers()
         model = auto.from_pretrained(name, **kwargs)
     except OSError as exc:
         where = "folder" if Path(name).exists() else "hub id (offline runs need a local folder)"
