@@ -25,8 +25,6 @@ from kdistill.evaluate import (
     accuracy,
     agreement,
     expected_calibration_error,
-    lm_test_metrics,
-    measure_lm_speed,
     measure_speed,
     predict,
     task_metrics,
@@ -90,15 +88,13 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
         prepare_methods(methods, student, teacher_model, splits)
     if task.name == "embedding":
         check_embedding_widths(student, teacher_model, splits)
-    teacher: Teacher | None = None
-    if cached:
-        teacher = open_cache_teacher(config, splits, methods)
+    teacher = open_cache_teacher(config, splits, methods) if cached else None
+
     run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume)
     if task.name == "embedding":  # the teacher embeds every split once; the batches carry its embeddings
         splits, teacher = prepare_embedding_run(config, splits, teacher_model)
     elif distilling and not cached and methods:  # sequence KD alone needs no teacher outputs during training
         teacher = make_teacher(teacher_model, methods, task)
-
     fabric = make_fabric(config, run_dir)
     train_set = splits.train
     if lm is not None and config.distill.sequence_kd is not None:  # the teacher's completions, generated once
@@ -112,23 +108,27 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
         if teacher is not None:
             teacher.close()
     save_weights(student, run_dir / STUDENT_WEIGHTS)
+
     if cached:  # the cache's teacher model, when its weights are still there: agreement and teacher metrics
         from kdistill.cache import teacher_model_for_metrics
 
         teacher_model = teacher_model_for_metrics(config, splits)
-    cross_tokenizer = lm is not None and lm.cross_tokenizer  # no token agreement across vocabularies
-    metrics = final_metrics(config, run_dir, student, None if cross_tokenizer else teacher_model, splits, task)
-    if cross_tokenizer:
-        metrics.update(cross_tokenizer_teacher_metrics(teacher_model, splits.test, task,
-                                                       config.trainer.eval_batch_size))
-    metrics.update(
-        best_epoch=fit.best_epoch,
-        best_val_accuracy=fit.best_val_accuracy,
-        epoch_time_s=fit.epoch_time_s,
-        epochs=config.trainer.epochs,
-    )
+    metrics = run_metrics(config, run_dir, student, teacher_model, splits, task,
+                          cross_tokenizer=lm is not None and lm.cross_tokenizer)
+    metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
+                   epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs)
     write_json(run_dir / "summary.json", metrics)
     return RunResult(run_dir, config, student, metrics, fit.history)
+
+
+def run_metrics(config: RunConfig, run_dir: Path, student: nn.Module, teacher: nn.Module | None, splits: DataSplits,
+                task: Task, cross_tokenizer: bool) -> dict:
+    """The summary's test metrics; across tokenizers there is no token agreement, only the teacher's perplexity."""
+    if not cross_tokenizer:
+        return final_metrics(config, run_dir, student, teacher, splits, task)
+    metrics = final_metrics(config, run_dir, student, None, splits, task)
+    metrics.update(cross_tokenizer_teacher_metrics(teacher, splits.test, task, config.trainer.eval_batch_size))
+    return metrics
 
 
 def build_teacher(config: RunConfig, splits: DataSplits, num_classes: int | None = None) -> nn.Module:
@@ -287,7 +287,9 @@ def evaluate(
     task_name = eval_task(entries, teacher, task_name)
     task = TASKS.get(task_name)()
     if task_name == "causal-lm":
-        return _evaluate_lm(entries, data, teacher, eval_config, task)
+        from kdistill.lm.evaluation import evaluate_lm
+
+        return evaluate_lm(entries, data, teacher, eval_config, task)
     splits = load_data(data)
     rows, teacher_logits = [], None
     if teacher is not None:
@@ -300,97 +302,6 @@ def evaluate(
         model = build_model(entry.model, splits.input_shape, splits.num_classes, role=entry.name)
         rows.append(evaluate_model(entry.name, model, splits, teacher_logits, eval_config, task)[0])
     return rows
-
-
-def _check_lm_vocabularies(entries: list[EvalEntry], teacher: EvalEntry | None, data: DataConfig,
-                           num_classes: int) -> None:
-    """Every model must predict the teacher's (and the data's) tokens: compare tokenizers and vocabulary sizes."""
-    from kdistill.lm.tokenizer import BYTE_TOKENIZER_NAME, load_tokenizer
-    from kdistill.lm.vocab import vocabulary_differences
-
-    def tokenizer_name(name: str | None) -> str:
-        return name or BYTE_TOKENIZER_NAME
-
-    def vocab_size(entry: EvalEntry) -> int:
-        return int(entry.model.kwargs.get("vocab_size", num_classes))
-
-    if teacher is not None:  # first, so the message names the teacher
-        for entry in entries:
-            if (entry.tokenizer is not None and teacher.tokenizer is not None
-                    and tokenizer_name(entry.tokenizer) != tokenizer_name(teacher.tokenizer)):
-                problems = vocabulary_differences(load_tokenizer(teacher.tokenizer).get_vocab(),
-                                                  load_tokenizer(entry.tokenizer).get_vocab())
-                if problems:
-                    raise ModelError(f"{entry.name} was trained with tokenizer {entry.tokenizer!r}, the teacher "
-                                     f"{teacher.name} with {teacher.tokenizer!r}: " + "; ".join(problems)
-                                     + "; top-1 agreement needs one vocabulary")
-            if vocab_size(entry) != vocab_size(teacher):
-                raise ModelError(f"{entry.name} has a vocabulary of {vocab_size(entry)} tokens but the teacher "
-                                 f"{teacher.name} has {vocab_size(teacher)}; top-1 agreement needs one vocabulary "
-                                 "(evaluate it without --teacher, or with a teacher of the same tokenizer)")
-    data_tokenizer = tokenizer_name(data.tokenizer)
-    for entry in [*([teacher] if teacher else []), *entries]:
-        if entry.tokenizer is not None and tokenizer_name(entry.tokenizer) != data_tokenizer:
-            problems = vocabulary_differences(load_tokenizer(data_tokenizer).get_vocab(),
-                                              load_tokenizer(entry.tokenizer).get_vocab())
-            if problems:
-                raise ModelError(f"{entry.name} was trained with tokenizer {entry.tokenizer!r}, the eval data is "
-                                 f"tokenized with {data_tokenizer!r}: " + "; ".join(problems))
-
-
-def _evaluate_lm(entries: list[EvalEntry], data: DataConfig, teacher: EvalEntry | None, eval_config: EvalConfig,
-                 task: Task) -> list[ModelRow]:
-    for entry in entries:
-        if not entry.model.weights:
-            raise ModelError(f"{entry.name}: no weights to evaluate")
-    splits = load_data(data)
-    _check_lm_vocabularies(entries, teacher, data, splits.num_classes)
-    rows, teacher_top1 = [], None
-    if teacher is not None:
-        teacher_model = build_model(teacher.model, splits.input_shape, splits.num_classes, role=teacher.name)
-        row, teacher_top1 = evaluate_lm_model(teacher.name, teacher_model, splits, None, eval_config, task)
-        rows.append(row)
-    for entry in entries:
-        model = build_model(entry.model, splits.input_shape, splits.num_classes, role=entry.name)
-        rows.append(evaluate_lm_model(entry.name, model, splits, teacher_top1, eval_config, task)[0])
-    return rows
-
-
-LM_EVAL_BATCH = 32  # sequences per forward pass when scoring the test split
-
-
-def evaluate_lm_model(
-    name: str,
-    model: nn.Module,
-    splits: DataSplits,
-    teacher_top1: torch.Tensor | None,
-    eval_config: EvalConfig,
-    task: Task,
-) -> tuple[ModelRow, torch.Tensor]:
-    """One language model's row, and its (N, T) top-1 token ids on the test split (the teacher's serve agreement)."""
-    metrics, top1 = lm_test_metrics(model, splits.test, task, teacher_top1, batch_size=LM_EVAL_BATCH)
-    speed = measure_lm_speed(
-        model,
-        splits.sample_input(),
-        runs=eval_config.latency_runs,
-        warmup=eval_config.warmup_runs,
-        throughput_batch=eval_config.throughput_batch,
-        threads=eval_config.threads,
-    )
-    row = ModelRow(
-        name=name,
-        parameters=speed.parameters,
-        size_bytes=speed.size_bytes,
-        test_accuracy=metrics["test_accuracy"],
-        agreement=metrics.get("test_agreement"),
-        ece=None,
-        latency_ms=speed.latency_ms,
-        throughput=speed.throughput,
-        task=task.name,
-        test_loss=metrics["test_loss"],
-        perplexity=metrics["test_perplexity"],
-    )
-    return row, top1
 
 
 def evaluate_model(
