@@ -11,10 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHODS="kd,dkd,dist,lskd,fitnet=100,at=1000,sp=3000,rkd,pkt=30000,crd=0.8,nst=50,kd+at=1000"
+BEST_PAIR="dist+dkd"  # the two best single methods of the full-data table, combined
 case "${1:-small}" in
   small) exec .venv/bin/kdistill compare configs/fashion_mnist_methods.yaml --methods "$METHODS" --seeds 0,1,2 \
            --name compare-fmnist-10pct --set data.train_fraction=0.1 --set trainer.epochs=6 --overwrite ;;
-  full)  exec .venv/bin/kdistill compare configs/fashion_mnist_methods.yaml --methods "$METHODS" --seeds 0,1,2 \
+  full)  exec .venv/bin/kdistill compare configs/fashion_mnist_methods.yaml --methods "$METHODS,$BEST_PAIR" --seeds 0,1,2 \
            --name compare-fmnist-full --set trainer.epochs=4 --set distill.alpha=0.5 \
            --cache-dir runs/fmnist-teacher-cache "${@:2}" ;;
   *) echo "usage: $0 small|full" >&2; exit 2 ;;
