@@ -25,8 +25,8 @@ from kdistill.evaluate import (
     accuracy,
     agreement,
     expected_calibration_error,
-    measure_speed,
     predict,
+    speed_with,
     task_metrics,
 )
 from kdistill.lm.embedding_task import (
@@ -313,14 +313,7 @@ def evaluate_model(
     task: Task,
 ) -> tuple[ModelRow, torch.Tensor]:
     logits, targets = predict(model, splits.test, task=task)
-    speed = measure_speed(
-        model,
-        splits.sample_input(),
-        runs=eval_config.latency_runs,
-        warmup=eval_config.warmup_runs,
-        throughput_batch=eval_config.throughput_batch,
-        threads=eval_config.threads,
-    )
+    speed = speed_with(eval_config, model, splits.sample_input())
     row = ModelRow(
         name=name,
         parameters=speed.parameters,

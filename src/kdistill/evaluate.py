@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from kdistill.config import EvalConfig
 from kdistill.models.base import count_parameters
 from kdistill.models.weights import save_weights
 from kdistill.tasks import ClassificationTask, Task
@@ -147,61 +148,43 @@ def measure_lm_speed(model: nn.Module, input_ids: torch.Tensor, runs: int = 100,
                      throughput_batch: int = 256, threads: int | None = None) -> SpeedReport:
     """``measure_speed`` for token models: batch-1 latency of one full sequence (``input_ids`` (1, L), every position
     attended) and throughput in *tokens* per second, at min(throughput_batch, LM_THROUGHPUT_TOKENS // L) sequences."""
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        model = model.cpu().eval()
-        one = {"input_ids": input_ids[:1].cpu().long()}
-        one["attention_mask"] = torch.ones_like(one["input_ids"])
-        length = one["input_ids"].shape[1]
-        for _ in range(warmup):
-            model(**one)
-        timings = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(**one)
-            timings.append((time.perf_counter() - start) * 1000)
-        sequences = max(1, min(throughput_batch, LM_THROUGHPUT_TOKENS // max(length, 1)))
-        big = {key: value.expand(sequences, length).contiguous() for key, value in one.items()}
-        model(**big)
-        repeats, start = 3, time.perf_counter()
-        for _ in range(repeats):
-            model(**big)
-        throughput = repeats * sequences * length / (time.perf_counter() - start)
-        timings.sort()
-        return SpeedReport(
-            parameters=count_parameters(model), size_bytes=size_on_disk(model),
-            latency_ms=statistics.median(timings), latency_p95_ms=timings[int(0.95 * (len(timings) - 1))],
-            throughput=throughput, threads=torch.get_num_threads(),
-        )
-    finally:
-        torch.set_num_threads(previous_threads)
+    one = {"input_ids": input_ids[:1].cpu().long()}
+    one["attention_mask"] = torch.ones_like(one["input_ids"])
+    length = one["input_ids"].shape[1]
+    sequences = max(1, min(throughput_batch, LM_THROUGHPUT_TOKENS // max(length, 1)))
+    big = {key: value.expand(sequences, length).contiguous() for key, value in one.items()}
+    return _time_forward(model, lambda m: m(**one), lambda m: m(**big), sequences * length, runs, warmup, threads)
 
 
 @torch.no_grad()
 def measure_speed(model: nn.Module, sample: torch.Tensor, runs: int = 100, warmup: int = 10,
                   throughput_batch: int = 256, threads: int | None = None) -> SpeedReport:
     """Batch-1 latency (median and p95 after warm-up) and throughput, on the CPU, in eager PyTorch."""
+    one = sample[:1].cpu()
+    big = one.expand(throughput_batch, *one.shape[1:]).contiguous()
+    return _time_forward(model, lambda m: m(one), lambda m: m(big), throughput_batch, runs, warmup, threads)
+
+
+def _time_forward(model: nn.Module, forward_one, forward_big, items_per_big: int, runs: int, warmup: int,
+                  threads: int | None) -> SpeedReport:
+    """Median/p95 latency of ``forward_one`` (ms) and items per second of ``forward_big``, on the CPU."""
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         model = model.cpu().eval()
-        one = sample[:1].cpu()
         for _ in range(warmup):
-            model(one)
+            forward_one(model)
         timings = []
         for _ in range(runs):
             start = time.perf_counter()
-            model(one)
+            forward_one(model)
             timings.append((time.perf_counter() - start) * 1000)
-        big = one.expand(throughput_batch, *one.shape[1:]).contiguous()
-        model(big)
+        forward_big(model)
         repeats, start = 3, time.perf_counter()
         for _ in range(repeats):
-            model(big)
-        throughput = repeats * throughput_batch / (time.perf_counter() - start)
+            forward_big(model)
+        throughput = repeats * items_per_big / (time.perf_counter() - start)
         timings.sort()
         return SpeedReport(
             parameters=count_parameters(model), size_bytes=size_on_disk(model),
@@ -210,3 +193,10 @@ def measure_speed(model: nn.Module, sample: torch.Tensor, runs: int = 100, warmu
         )
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def speed_with(eval_config: EvalConfig, model: nn.Module, sample: torch.Tensor, tokens: bool = False) -> SpeedReport:
+    """``measure_speed`` (``measure_lm_speed`` for token models) with the eval config's runs, batch and threads."""
+    measure = measure_lm_speed if tokens else measure_speed
+    return measure(model, sample, runs=eval_config.latency_runs, warmup=eval_config.warmup_runs,
+                   throughput_batch=eval_config.throughput_batch, threads=eval_config.threads)

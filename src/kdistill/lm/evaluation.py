@@ -11,7 +11,7 @@ from torch import nn
 from kdistill.config import DataConfig, EvalConfig
 from kdistill.data.base import DataSplits, load_data
 from kdistill.errors import ModelError
-from kdistill.evaluate import lm_test_metrics, measure_lm_speed
+from kdistill.evaluate import lm_test_metrics, speed_with
 from kdistill.models.base import build_model
 from kdistill.results import ModelRow
 from kdistill.tasks import Task
@@ -87,14 +87,7 @@ def evaluate_lm_model(
 ) -> tuple[ModelRow, torch.Tensor]:
     """One language model's row, and its (N, T) top-1 token ids on the test split (the teacher's serve agreement)."""
     metrics, top1 = lm_test_metrics(model, splits.test, task, teacher_top1, batch_size=LM_EVAL_BATCH)
-    speed = measure_lm_speed(
-        model,
-        splits.sample_input(),
-        runs=eval_config.latency_runs,
-        warmup=eval_config.warmup_runs,
-        throughput_batch=eval_config.throughput_batch,
-        threads=eval_config.threads,
-    )
+    speed = speed_with(eval_config, model, splits.sample_input(), tokens=True)
     row = ModelRow(
         name=name,
         parameters=speed.parameters,
