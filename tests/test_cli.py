@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdistill import cli
+from cli_helpers import run_main
 from kdistill.config import ModelConfig
 from kdistill.models import build_model, save_weights
 
@@ -31,19 +31,6 @@ TINY = [
     "--accelerator",
     "cpu",
 ]
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Call the real entry point ``kdistill.cli.main`` in-process; returns (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["kdistill", *args])
-    monkeypatch.setattr(cli.console, "_width", 200)  # wide enough that table rows are not wrapped
-    code: int | str | None = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return int(code or 0), out, err
 
 
 def assert_one_line_error(code: int, err: str) -> None:

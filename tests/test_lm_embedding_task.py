@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,8 @@ import torch.nn.functional as F
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from kdistill import api, cli  # noqa: E402
+from cli_helpers import run_main  # noqa: E402
+from kdistill import api  # noqa: E402
 from kdistill.config import RunConfig, load_config  # noqa: E402
 from kdistill.data.base import load_data  # noqa: E402
 from kdistill.errors import ConfigError, ModelError  # noqa: E402
@@ -155,18 +155,6 @@ def test_methods_combine_with_weights_in_the_step_loss():
     hits, count = task.correct(logits, batch)
     torch.testing.assert_close(hits, (logits * teacher).sum())
     assert count == 4
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["kdistill", *args])
-    monkeypatch.setattr(cli.console, "_width", 200)
-    code: int | str | None = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return int(code or 0), out, err
 
 
 def test_cli_distill_with_the_example_config(monkeypatch, capsys, tmp_path):

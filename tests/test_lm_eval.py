@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,8 @@ from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from kdistill import api, cli  # noqa: E402
+from cli_helpers import run_main  # noqa: E402
+from kdistill import api  # noqa: E402
 from kdistill.cache import build_cache  # noqa: E402
 from kdistill.commands.cache import app as cache_app  # noqa: E402
 from kdistill.config import DataConfig, DistillConfig, ModelConfig, OptimConfig, RunConfig, TrainerConfig  # noqa: E402
@@ -64,19 +64,6 @@ def lm_runs(tmp_path_factory) -> dict:
     student = api.distill(lm_config("student", data, runs, teacher=teacher_weights))
     return {"folder": folder, "data": data, "runs": runs, "teacher": teacher, "student": student,
             "teacher_model": teacher_weights}
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """The real entry point ``kdistill.cli.main`` in-process; returns (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["kdistill", *args])
-    monkeypatch.setattr(cli.console, "_width", 200)
-    code: int | str | None = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return int(code or 0), out, err
 
 
 def table_rows(text: str, names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
