@@ -45,9 +45,9 @@ from kdistill.config import DataConfig, DistillConfig, ModelConfig, OptimConfig,
 from kdistill.data import load_data
 from kdistill.evaluate import task_metrics
 from kdistill.lm.corpus import code_documents, write_jsonl
-from kdistill.lm.task import CausalLMTask
 from kdistill.models import build_model
 from kdistill.runs import STUDENT_WEIGHTS
+from kdistill.tasks import CausalLMTask
 
 TEACHER = ModelConfig(name="tiny-gpt2", kwargs={"hidden": 128, "n_layer": 4, "heads": 4})
 STUDENT = ModelConfig(name="tiny-gpt2", kwargs={"hidden": 64, "n_layer": 2, "heads": 2})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import yaml
 
 from kdistill.cache import CacheDiskFullError, CacheIncompleteError, build_cache, cache_info, open_cached_teacher
 from kdistill.cache import store as store_module
-from kdistill.cache.store import STALL_ENV
 from kdistill.config import DataConfig, ModelConfig, RunConfig, TrainerConfig
 from kdistill.data import load_data
 from kdistill.models import build_model, save_weights
@@ -33,6 +31,25 @@ def make_run(tmp_path):
     config = RunConfig(data=data, teacher=teacher.model_copy(update={"weights": str(weights)}),
                        trainer=TrainerConfig(eval_batch_size=128))
     return config, splits
+
+
+# A build that hangs after writing shard 3's tmp file, before its rename (the test then SIGKILLs it): the stall is
+# patched into the child process here, so production code carries no test hook.
+STALLING_BUILD = f"""
+import sys, time
+from kdistill.cache import build_cache, store
+from kdistill.config import load_config
+
+real_write = store._write_file
+
+def write_then_stall(path, write):
+    real_write(path, write)
+    if path.name == "shard-00003.npy.tmp":
+        time.sleep(3600)
+
+store._write_file = write_then_stall
+build_cache(load_config(sys.argv[1]), sys.argv[2], **{OPTIONS!r})
+"""
 
 
 def store_bytes(folder) -> dict[str, bytes]:
@@ -52,10 +69,7 @@ def test_sigkill_mid_build_then_resume_is_byte_identical(tmp_path):
     build_cache(config, reference, **OPTIONS)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     folder = tmp_path / "killed"
-    script = ("import sys; from kdistill.cache import build_cache; from kdistill.config import load_config; "
-              f"build_cache(load_config(sys.argv[1]), sys.argv[2], **{OPTIONS!r})")
-    env = {**os.environ, STALL_ENV: "shard-00003.npy"}  # hang after writing shard 3's tmp file, before its rename
-    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run.yaml"), str(folder)], env=env)
+    process = subprocess.Popen([sys.executable, "-c", STALLING_BUILD, str(tmp_path / "run.yaml"), str(folder)])
     try:
         deadline = time.monotonic() + 120
         while not ((folder / "shard-00003.npy.tmp").exists() and completed(folder) == [0, 1, 2]):

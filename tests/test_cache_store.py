@@ -11,6 +11,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from kdistill import api
 from kdistill.cache import (
     CacheError,
     CacheIncompleteError,
@@ -20,15 +21,17 @@ from kdistill.cache import (
     build_cache,
     cache_info,
     open_cached_teacher,
-    teacher_from_cache_spec,
 )
 from kdistill.cache.build import view_seed
 from kdistill.cache.compact import check_mode, encode
 from kdistill.cache.fingerprint import data_fingerprint
 from kdistill.commands.cache import app
-from kdistill.config import DataConfig, ModelConfig, RunConfig, TrainerConfig
+from kdistill.config import DataConfig, ModelConfig, RunConfig, TrainerConfig, typed_teacher
 from kdistill.data import load_data
+from kdistill.errors import ConfigError
 from kdistill.models import build_model, save_weights
+from kdistill.tasks import ClassificationTask
+from kdistill.teachers import CachedTeacher, build_teacher
 
 TEACHER = ModelConfig(name="mlp", kwargs={"width": 16})
 
@@ -160,12 +163,13 @@ def test_last_bit_noise_in_inputs_is_not_a_data_change(tmp_path):
 def test_cache_spec_without_weights_skips_teacher_check_and_refuses_feature_methods(tmp_path):
     config, splits, _ = make_run(tmp_path)
     build_cache(config, tmp_path / "c", shard_size=500)
-    spec = f"cache:{tmp_path / 'c'}"
-    run = config.model_copy(update={"teacher": ModelConfig(name=spec)})
-    assert teacher_from_cache_spec(spec, run, splits).store.num_samples == len(splits.train)
+    run = config.model_copy(update={"teacher": typed_teacher(ModelConfig(name=f"cache:{tmp_path / 'c'}"))})
+    teacher = build_teacher(run, splits, ClassificationTask())  # the old form maps to kind: cache
+    assert isinstance(teacher, CachedTeacher) and teacher.store.num_samples == len(splits.train)
+    teacher.close()
     run.distill.methods = {"kd": 1.0, "fitnet": 1.0}
-    with pytest.raises(CacheError, match="fitnet"):
-        teacher_from_cache_spec(spec, run, splits)
+    with pytest.raises(ConfigError, match="method 'fitnet' needs the teacher's intermediate features.*kind 'cache'"):
+        api.build_methods(run, splits, ClassificationTask())
 
 
 def test_partial_or_missing_store_is_refused(tmp_path):

@@ -142,7 +142,7 @@ def test_one_cache_for_the_logit_only_runs_and_live_teacher_for_feature_methods(
     for seed in SEEDS:
         for label in ("kd", "dkd"):
             teacher = run_config(folder, f"{label}-seed{seed}")["teacher"]
-            assert teacher["name"] == f"cache:{folder / 'teacher-cache'}"
+            assert teacher["kind"] == "cache" and teacher["dir"] == str(folder / "teacher-cache")
             assert teacher["weights"]  # kept, so the cache's teacher fingerprint is checked
         for label in ("rkd", "kd=0.5+fitnet"):
             assert run_config(folder, f"{label}-seed{seed}")["teacher"]["name"] == "cnn"
@@ -287,7 +287,7 @@ def test_shared_cache_dir_is_built_once_and_reused(setup, tmp_path) -> None:
                                     cache_dir=store)
     assert shards and {path.name: path.stat().st_mtime_ns for path in store.glob("shard-*")} == shards
     assert not (first.folder / "teacher-cache").exists() and not (second.folder / "teacher-cache").exists()
-    assert run_config(second.folder, "kd-seed0")["teacher"]["name"] == f"cache:{store}"
+    assert run_config(second.folder, "kd-seed0")["teacher"]["dir"] == str(store)
     assert "an existing store" in second.caption and "built in" in first.caption
     assert first.rows[0].per_seed[0]["test_accuracy"] == second.rows[0].per_seed[0]["test_accuracy"]
     assert f"--cache-dir {store}" in second.command

@@ -159,6 +159,6 @@ def test_distillation_leaves_teacher_weights_untouched(tmp_path, monkeypatch) ->
     # The teacher module that took part in the run (not a copy) still holds the file's weights.
     assert len(built) == 1
     saved = read_state_dict(weights)
-    for key, value in built[0].state_dict().items():
+    for key, value in built[0].model.state_dict().items():
         torch.testing.assert_close(value, saved[key], rtol=0, atol=0)
-    assert all(not p.requires_grad and p.grad is None for p in built[0].parameters())
+    assert all(not p.requires_grad and p.grad is None for p in built[0].model.parameters())

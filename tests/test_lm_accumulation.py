@@ -16,11 +16,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from kdistill.config import ModelConfig, RunConfig, TrainerConfig  # noqa: E402
 from kdistill.data.text import TextRecord, tokenize_records  # noqa: E402
-from kdistill.lm.task import CausalLMTask  # noqa: E402
 from kdistill.lm.tokenizer import ByteTokenizer  # noqa: E402
 from kdistill.methods import token_kd  # noqa: E402, F401  (registration)
 from kdistill.methods.base import build_method  # noqa: E402
 from kdistill.models import build_model  # noqa: E402
+from kdistill.tasks import CausalLMTask  # noqa: E402
 from kdistill.teacher import LiveTeacher  # noqa: E402
 from kdistill.trainer import DistillationModule, Phase, Trainer, make_fabric  # noqa: E402
 

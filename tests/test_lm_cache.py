@@ -13,12 +13,13 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from kdistill import api  # noqa: E402
-from kdistill.cache import CacheError, CacheMismatchError, build_cache, open_cached_teacher  # noqa: E402
+from kdistill.cache import CacheMismatchError, build_cache, open_cached_teacher  # noqa: E402
 from kdistill.cache.compact import row_fields  # noqa: E402
 from kdistill.config import DataConfig, DistillConfig, ModelConfig, OptimConfig, RunConfig, TrainerConfig  # noqa: E402
 from kdistill.data import load_data  # noqa: E402
-from kdistill.lm.task import CausalLMTask  # noqa: E402
+from kdistill.errors import ConfigError  # noqa: E402
 from kdistill.models import build_model, save_weights  # noqa: E402
+from kdistill.tasks import CausalLMTask  # noqa: E402
 
 V = 259  # byte tokenizer
 MAX_LENGTH = 32
@@ -118,10 +119,12 @@ def test_mismatched_task_and_feature_methods_are_refused(tmp_path):
     with pytest.raises(CacheMismatchError) as caught:
         open_cached_teacher(tmp_path / "c", other, load_data(other.data))
     assert caught.value.part == "data"
+    # A classification method on token logits is refused by the task, whatever the teacher (no folder is made).
     run = config.model_copy(update={"teacher": ModelConfig(name=f"cache:{tmp_path / 'c'}"),
-                                    "distill": DistillConfig(temperature=1.0, methods={"token_fkl": 1.0, "uld": 1.0})})
-    with pytest.raises(CacheError, match="uld"):
+                                    "distill": DistillConfig(temperature=1.0, methods={"token_fkl": 1.0, "kd": 1.0})})
+    with pytest.raises(ConfigError, match=r"\['kd'\] do not apply to task causal-lm.*token_fkl"):
         api.distill(run)
+    assert not run.run_dir.exists()
 
 
 def test_distill_from_cache_matches_live_teacher(tmp_path):

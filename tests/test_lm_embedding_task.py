@@ -22,10 +22,10 @@ from kdistill.data.base import load_data  # noqa: E402
 from kdistill.errors import ConfigError, ModelError  # noqa: E402
 from kdistill.lm.corpus import docstring_sentences, write_jsonl  # noqa: E402
 from kdistill.lm.embedding import compare_embeddings  # noqa: E402
-from kdistill.lm.embedding_task import TEACHER_KEY, EmbeddingTask, embed_dataset  # noqa: E402
 from kdistill.methods import build_method  # noqa: E402
 from kdistill.models import build_model  # noqa: E402
 from kdistill.outputs import ModelOutputs  # noqa: E402
+from kdistill.tasks.embedding import TEACHER_KEY, EmbeddingTask, embed_dataset  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "embedding_minilm.yaml"
 
@@ -180,7 +180,7 @@ def test_cli_distill_with_the_example_config(monkeypatch, capsys, tmp_path):
     (["student.kwargs={keep_layers: []}"], ModelError, r"non-empty list.*0\.\.5"),
     (["student.name=tiny-bert", "student.kwargs={hidden: 16, heads: 2, embed_dim: 16}"], ConfigError,
      "width 16 but the teacher's 384"),
-    (["teacher.name=cache:/nowhere"], ConfigError, "not a cache"),
+    (["teacher.name=cache:/nowhere"], ConfigError, "task embedding.*needs the teacher's outputs on new.*'cache'"),
 ])
 def test_bad_embedding_configs_are_clear_errors_before_the_run_folder(sentences_file, tmp_path, overrides, error,
                                                                       message):
@@ -199,5 +199,5 @@ def test_embedding_task_needs_a_teacher_and_embedding_methods_need_the_task(sent
     weights = save_weights(build_model(ModelConfig(name="mlp"), (1, 8, 8), 10), tmp_path / "teacher.safetensors")
     classification = load_config(overrides=[f"output_dir={tmp_path}", "trainer.epochs=1", "teacher.name=mlp",
                                             f"teacher.weights={weights}", "distill.methods={embed_mse: 1}"])
-    with pytest.raises(ConfigError, match=r"\['embed_mse'\] need task: embedding"):
+    with pytest.raises(ConfigError, match=r"\['embed_mse'\] do not apply to task classification \(they are for embed"):
         api.distill(classification)

@@ -24,8 +24,8 @@ from kdistill.config import DataConfig, DistillConfig, ModelConfig, OptimConfig,
 from kdistill.data import load_data  # noqa: E402
 from kdistill.errors import ConfigError  # noqa: E402
 from kdistill.evaluate import task_metrics  # noqa: E402
-from kdistill.lm.task import CausalLMTask  # noqa: E402
 from kdistill.models import build_model, save_weights  # noqa: E402
+from kdistill.tasks import CausalLMTask  # noqa: E402
 
 MAX_LENGTH = 32
 TEACHER = ModelConfig(name="tiny-gpt2", kwargs={"hidden": 32, "n_layer": 1, "heads": 2})

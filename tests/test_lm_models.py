@@ -11,13 +11,16 @@ import torch.nn.functional as F
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from kdistill.errors import ModelError  # noqa: E402
-from kdistill.lm.task import CausalLMTask, count_tokens, set_step_tokens  # noqa: E402
+from kdistill.lm.task import count_tokens, set_step_tokens  # noqa: E402
 from kdistill.methods import token_kd  # noqa: E402, F401  (registration)
 from kdistill.methods.base import build_method  # noqa: E402
 from kdistill.models import hf  # noqa: E402, F401  (registration)
 from kdistill.models.base import MODEL_SOURCES, ModelRequest  # noqa: E402
 from kdistill.outputs import ModelOutputs  # noqa: E402
-from kdistill.tasks import TASKS  # noqa: E402
+from kdistill.tasks import (
+    TASKS,  # noqa: E402
+    CausalLMTask,  # noqa: E402
+)
 
 VOCAB, LENGTH = 259, 16
 

@@ -148,8 +148,9 @@ def test_on_policy_and_sequence_kd_config_errors(tmp_path, files):
         load_config(_config(tmp_path, files, "bad", {"on_policy": {"lam": 1.5}}))
     with pytest.raises(ConfigError, match="need task causal-lm"):
         api.distill(load_config(_config(tmp_path, files, "cls", {"on_policy": {"lam": 0.5}}), ["task=classification"]))
-    cached = load_config(_config(tmp_path, files, "cache", {"sequence_kd": {}}), ["teacher.name=cache:nowhere"])
-    with pytest.raises(ConfigError, match="live teacher"):
+    cached = load_config(_config(tmp_path, files, "cache", {"sequence_kd": {}, "methods": {}}),
+                         ["teacher.name=cache:nowhere"])
+    with pytest.raises(ConfigError, match="distill.sequence_kd needs the teacher's text generation.*kind 'cache'"):
         api.distill(cached)
     with pytest.raises(ConfigError, match="distill.methods is empty"):
         api.distill(load_config(_config(tmp_path, files, "empty", {"methods": {}})))

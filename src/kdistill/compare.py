@@ -33,14 +33,15 @@ from rich.table import Table
 
 from kdistill import api
 from kdistill.adapters import extra_parameters
-from kdistill.cache import CACHE_METHODS, build_cache
-from kdistill.config import RunConfig
+from kdistill.cache import CachedTeacher, build_cache
+from kdistill.config import CacheTeacherConfig, RunConfig, typed_teacher
 from kdistill.data.base import DataSplits, load_data
 from kdistill.errors import ConfigError, RegistryError, RunFolderError
 from kdistill.evaluate import accuracy, predict
 from kdistill.methods import METHODS
 from kdistill.models.base import build_model
 from kdistill.runs import CONFIG_FILE, check_same_config, find_checkpoint, prepare_run_dir, read_json, write_json
+from kdistill.teachers import LiveTeacher
 
 CACHE_DIR = "teacher-cache"
 BASELINE = "student-alone"
@@ -56,7 +57,7 @@ class MethodEntry:
     @property
     def logit_only(self) -> bool:
         """True when every method needs only the teacher's logits, so the runs can read the teacher cache."""
-        return all(name in CACHE_METHODS for name in self.weights)
+        return all(METHODS.get(name).needs <= CachedTeacher.provides for name in self.weights)
 
 
 @dataclass
@@ -161,13 +162,13 @@ def parse_methods(entries: Sequence[str], default_weights: dict[str, float]) -> 
 
 
 def check_config(config: RunConfig) -> None:
-    teacher = config.teacher
+    teacher = typed_teacher(config.teacher)
+    if teacher is not None and teacher.kind != "model":
+        raise ConfigError(f"compare needs the live teacher model, not a teacher of kind {teacher.kind!r}: it measures "
+                          "the teacher and builds its own cache for the logit-only methods")
     if teacher is None or not teacher.weights:
         raise ConfigError("compare needs a distill config whose teacher has weights (teacher.name and "
                           "teacher.weights); train one with `kdistill train`, then pass its student.safetensors")
-    if teacher.name.startswith("cache:"):
-        raise ConfigError(f"compare needs the live teacher model, not {teacher.name!r}: it measures the teacher and "
-                          "builds its own cache for the logit-only methods")
     if not Path(teacher.weights).is_file():
         raise ConfigError(f"teacher.weights {teacher.weights!r} not found")
     if config.task != "classification":
@@ -185,7 +186,7 @@ def entry_config(config: RunConfig, entry: MethodEntry, folder: Path, seed: int,
     teacher = config.teacher
     assert teacher is not None
     if cache_dir is not None:  # teacher.weights stays, so the cache's fingerprint is checked against it
-        teacher = teacher.model_copy(update={"name": f"cache:{cache_dir}"})
+        teacher = CacheTeacherConfig(kind="cache", dir=str(cache_dir), weights=teacher.weights)
     return config.model_copy(update={"name": f"{entry.label}-seed{seed}", "output_dir": str(folder), "seed": seed,
                                       "distill": distill, "teacher": teacher})
 
@@ -212,7 +213,11 @@ def method_parameters(config: RunConfig, entry: MethodEntry, teacher: torch.nn.M
     run = entry_config(config, entry, Path(config.output_dir), 0, None)
     student = build_model(run.student, splits.input_shape, splits.num_classes, role="student")
     methods = api.build_methods(run, splits)
-    api.prepare_methods(methods, student, teacher, splits)
+    live = LiveTeacher(teacher)
+    try:
+        api.prepare_methods(methods, student, live, splits)
+    finally:
+        live.close()
     return sum(extra_parameters(method) for method in methods.values())
 
 

@@ -7,10 +7,10 @@ CLI; the resolved config is written into the run folder so any run can be repeat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from kdistill.errors import ConfigError
 
@@ -55,6 +55,68 @@ class ModelConfig(_Strict):
         "student's (data.tokenizer); default: the tokenizer files of an hf:<folder> teacher, else data.tokenizer. "
         "A different tokenizer needs the cross-tokenizer method 'uld'",
     )
+
+
+class ModelTeacherConfig(ModelConfig):
+    """``kind: model``: a teacher kdistill runs itself, from any model source (the default kind)."""
+
+    kind: Literal["model"] = "model"
+
+
+class CacheTeacherConfig(_Strict):
+    """``kind: cache``: the stored outputs of a teacher (a store made by ``kdistill cache build``)."""
+
+    kind: Literal["cache"]
+    dir: str = Field(..., description="the store's folder (kdistill cache build --dir)")
+    weights: str | None = Field(
+        None, description="optional: the teacher weights the store must have been built from (checked); also used "
+        "for the final agreement metrics (default: the weights the store's manifest records)"
+    )
+
+
+class SoftLabelsTeacherConfig(_Strict):
+    """``kind: soft-labels``: a black-box teacher, a file of per-sample logits or probabilities on the training split.
+
+    ``.npy`` (one (N, C) array), ``.npz`` (array ``key``, ids in array ``id_column``) or ``.parquet`` (column ``key``
+    holding one list of C floats per row, ids in column ``id_column``). Without ``id_column`` row i belongs to
+    training sample i; with it the ids must be exactly the training samples' indices 0..N-1, in any order.
+    """
+
+    kind: Literal["soft-labels"]
+    path: str = Field(..., description="the file: .npy, .npz or .parquet")
+    values: Literal["logits", "probabilities"] = Field("logits", description="what the file holds per class")
+    key: str | None = Field(None, description="npz array / parquet column of the values (default: `values`)")
+    id_column: str | None = Field(None, description="npz array / parquet column of sample ids (None: by row)")
+
+
+TeacherConfig = Annotated[
+    Union[ModelTeacherConfig, CacheTeacherConfig, SoftLabelsTeacherConfig], Field(discriminator="kind")  # noqa: UP007
+]
+_TEACHER_ADAPTER: TypeAdapter = TypeAdapter(TeacherConfig)
+LEGACY_CACHE_PREFIX = "cache:"  # old form: teacher.name: cache:<dir>
+
+
+def legacy_teacher_tree(value: Any) -> Any:
+    """Old teacher mappings (no ``kind``) -> the typed form: ``{name: cache:DIR, weights?}`` becomes ``kind: cache``
+    (kwargs and other model keys are dropped: a store needs none), anything else ``kind: model``."""
+    if isinstance(value, BaseModel) and not hasattr(value, "kind"):
+        value = value.model_dump()
+    if not isinstance(value, dict) or "kind" in value:
+        return value
+    name = value.get("name")
+    if isinstance(name, str) and name.startswith(LEGACY_CACHE_PREFIX):
+        return {"kind": "cache", "dir": name.removeprefix(LEGACY_CACHE_PREFIX), "weights": value.get("weights")}
+    return {**value, "kind": "model"}
+
+
+def typed_teacher(value: Any):
+    """Any teacher config (a typed one, an old ``ModelConfig``, a mapping) -> a TeacherConfig, or None."""
+    if value is None or isinstance(value, (ModelTeacherConfig, CacheTeacherConfig, SoftLabelsTeacherConfig)):
+        return value
+    try:
+        return _TEACHER_ADAPTER.validate_python(legacy_teacher_tree(value))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, "teacher")) from None
 
 
 class StageConfig(_Strict):
@@ -176,11 +238,16 @@ class RunConfig(_Strict):
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp"))
-    teacher: ModelConfig | None = None
+    teacher: TeacherConfig | None = None
     distill: DistillConfig = Field(default_factory=DistillConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _legacy_teacher(cls, value: Any) -> Any:
+        return legacy_teacher_tree(value)
 
     @property
     def run_dir(self) -> Path:

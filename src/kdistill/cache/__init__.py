@@ -4,9 +4,10 @@
 ``compact`` for the ``full``/``topk`` encodings). With an active ``RandomCropFlip`` it stores several augmented
 views per sample with their parameters; ``CachedTeacher.train_dataset`` replays those exact views at training time.
 
-Only logits are stored, so only the logit-based methods (kd, dkd, dist, lskd, and the token_* methods for language
-models) can train from a cache; the feature methods (FitNets, attention transfer, CRD ...) need a live teacher. A
-cache serves the training split only. For ``task: causal-lm`` each row is one sequence with the teacher's
+Only logits are stored (the teacher kind ``cache`` provides ``logits``), so only methods that need nothing else
+(kd, dkd, dist, lskd, and the token_* methods for language models) can train from a cache; the feature methods
+(FitNets, attention transfer, CRD ...) need a live teacher. A cache serves the training split only.
+For ``task: causal-lm`` each row is one sequence with the teacher's
 distribution at every position (see ``build``); top-k mode keeps k log-probabilities per token.
 """
 
@@ -15,17 +16,13 @@ from kdistill.cache.compact import CompactOutputs
 from kdistill.cache.errors import CacheDiskFullError, CacheError, CacheIncompleteError, CacheMismatchError
 from kdistill.cache.store import CacheStore
 from kdistill.cache.teacher import (
-    CACHE_METHODS,
     CachedTeacher,
     ReplayViews,
-    check_cache_methods,
     open_cached_teacher,
-    teacher_from_cache_spec,
     teacher_model_for_metrics,
 )
 
 __all__ = [
-    "CACHE_METHODS",
     "CacheDiskFullError",
     "CacheError",
     "CacheIncompleteError",
@@ -36,9 +33,7 @@ __all__ = [
     "ReplayViews",
     "build_cache",
     "cache_info",
-    "check_cache_methods",
     "default_cache_dir",
     "open_cached_teacher",
-    "teacher_from_cache_spec",
     "teacher_model_for_metrics",
 ]

@@ -26,7 +26,7 @@ from kdistill.cache.errors import CacheError
 from kdistill.cache.fingerprint import raw_input
 from kdistill.cache.manifest import check_same_store, new_manifest
 from kdistill.cache.store import MANIFEST, CacheStore, shard_name
-from kdistill.config import ModelConfig, RunConfig
+from kdistill.config import ModelConfig, RunConfig, typed_teacher
 from kdistill.data.base import RandomCropFlip, TensorDataset, load_data
 
 DEFAULT_AUGMENTED_VIEWS = 4
@@ -79,11 +79,12 @@ class TokenRows(Dataset):
 
 
 def _require_teacher(config: RunConfig) -> ModelConfig:
-    teacher = config.teacher
+    teacher = typed_teacher(config.teacher)
+    if teacher is not None and teacher.kind != "model":
+        raise CacheError(f"the teacher is of kind {teacher.kind!r}, not a model; give the model that should fill the "
+                         "cache")
     if teacher is None or not teacher.weights:
         raise CacheError("building a teacher cache needs teacher.name and teacher.weights in the config")
-    if teacher.name.startswith("cache:"):
-        raise CacheError(f"teacher.name {teacher.name!r} is already a cache; give the model that should fill it")
     if config.task not in CACHE_TASKS:
         raise CacheError(f"teacher caches support tasks {', '.join(CACHE_TASKS)}, not {config.task!r}")
     return teacher
@@ -198,15 +199,16 @@ def build_cache(
     if todo:
         from kdistill.models import build_model
         from kdistill.tasks import TASKS
-        from kdistill.teacher import LiveTeacher
+        from kdistill.teachers import LiveTeacher
 
         target = _device(config, device)
         model = build_model(teacher_config, splits.input_shape, splits.num_classes, role="teacher")
-        teacher = LiveTeacher(model, task=TASKS.get(config.task)()).to(target)
-        if config.task == "classification":
-            rows: Dataset = ViewRows(splits.train, augment, views, store.manifest["seed"])
+        task = TASKS.get(config.task)()
+        teacher = LiveTeacher(model, task=task).to(target)
+        if task.per_position:  # one row per sequence
+            rows: Dataset = TokenRows(splits.train)
         else:
-            rows = TokenRows(splits.train)
+            rows = ViewRows(splits.train, augment, views, store.manifest["seed"])
         batches = _shard_batches(store, todo, store.manifest["batch_size"])
         workers = config.trainer.num_workers if num_workers is None else num_workers
         loader = DataLoader(rows, batch_sampler=batches, num_workers=workers)

@@ -9,6 +9,7 @@ from kdistill.cache.fingerprint import compare_data, data_fingerprint, teacher_f
 from kdistill.cache.store import FORMAT_VERSION
 from kdistill.config import RunConfig
 from kdistill.data.base import DataSplits
+from kdistill.tasks import TASKS
 
 # Options that fix the bytes of a store: resuming with other values would mix two layouts in one store.
 # (batch_size is not checked: a resumed build reuses the stored one.)
@@ -22,7 +23,7 @@ def new_manifest(config: RunConfig, splits: DataSplits, *, mode: str, k: int | N
     num_samples = len(splits.train)
     # Language models: one row per sequence with every position (classifier manifests keep their old keys).
     positions = {}
-    if config.task != "classification":
+    if TASKS.get(config.task).per_position:
         labels = splits.train.labels  # (N, T); predicted tokens are the shifted non-ignored labels
         positions = {"positions": splits.input_shape[0], "target_tokens": int((labels[:, 1:] != -100).sum())}
     return {

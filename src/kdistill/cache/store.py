@@ -13,7 +13,6 @@ import contextlib
 import errno
 import json
 import os
-import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from kdistill.cache.errors import CacheDiskFullError, CacheError, CacheIncomplet
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-STALL_ENV = "KDISTILL_CACHE_TEST_STALL_SHARD"  # test hook: hang before renaming this shard (to SIGKILL a build)
 _MAX_OPEN_SHARDS = 32
 
 
@@ -54,8 +52,6 @@ def atomic_write(path: Path, write, what: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         _write_file(tmp, write)
-        if os.environ.get(STALL_ENV) == path.name:
-            time.sleep(3600)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -16,12 +16,8 @@ from kdistill.cache.manifest import check_run
 from kdistill.cache.store import CacheStore
 from kdistill.config import ModelConfig, RunConfig
 from kdistill.data.base import DataSplits
+from kdistill.methods.base import LOGITS
 from kdistill.outputs import ModelOutputs
-
-# Methods that need only the teacher's logits (classifiers, then language models); feature methods need a live
-# teacher. (``uld`` is left out: it exists for teachers with another tokenizer, which a cache built on the
-# student's tokens cannot hold.)
-CACHE_METHODS = ("kd", "dkd", "dist", "lskd", "token_fkl", "token_rkl", "token_jsd", "token_tvd", "token_skl")
 
 
 class ReplayViews(Dataset):
@@ -52,12 +48,36 @@ class ReplayViews(Dataset):
 
 
 class CachedTeacher:
-    """Looks up the stored outputs of (index, view) for each batch; logits rebuild the stored distribution:
-    (B, C) for classifiers, (B, T, V) for language models (every position is stored)."""
+    """``teacher: {kind: cache, dir: ...}``. Looks up the stored outputs of (index, view) for each batch; logits
+    rebuild the stored distribution: (B, C) for classifiers, (B, T, V) for language models (every position is
+    stored). Top-k stores give an approximation (the rest mass spread over the other classes). Only logits are
+    stored: no features, and only the training split."""
 
-    def __init__(self, store: CacheStore) -> None:
+    provides = frozenset({LOGITS})
+    model = None
+
+    def __init__(self, store: CacheStore, reference: tuple[RunConfig, DataSplits] | None = None) -> None:
         self.store = store
         self.device = torch.device("cpu")
+        self.reference = reference  # the run's (config, splits): to rebuild the teacher model for the final metrics
+
+    @classmethod
+    def from_config(cls, config: RunConfig, splits: DataSplits, task) -> CachedTeacher:
+        teacher = open_cached_teacher(config.teacher.dir, config, splits)
+        teacher.reference = (config, splits)
+        return teacher
+
+    def probe(self, batch: dict[str, torch.Tensor]) -> ModelOutputs:
+        if self.store.views > 1 and "view" not in batch:
+            batch = {**batch, "view": torch.zeros_like(batch["index"])}
+        return self.outputs(batch)
+
+    def tap(self, names: list[str]) -> None:
+        if names:
+            raise CacheError(f"a cache stores no features {names}")
+
+    def metrics_model(self):
+        return teacher_model_for_metrics(*self.reference) if self.reference is not None else None
 
     def to(self, device: torch.device) -> CachedTeacher:
         self.device = torch.device(device)
@@ -97,27 +117,8 @@ def open_cached_teacher(cache_dir: str | Path, config: RunConfig, splits: DataSp
     return CachedTeacher(store)
 
 
-def check_cache_methods(methods: dict[str, float]) -> None:
-    """Refuse methods that need teacher features: a cache holds logits only."""
-    unsupported = sorted(name for name in methods if name not in CACHE_METHODS)
-    if unsupported:
-        raise CacheError(f"method(s) {', '.join(unsupported)} need teacher features, which a cache does not store; "
-                         f"use a live teacher or only {', '.join(CACHE_METHODS)}")
-
-
-def teacher_from_cache_spec(spec: str, config: RunConfig, splits: DataSplits) -> CachedTeacher:
-    """``cache:<dir>`` (a ``teacher.name``) -> the CachedTeacher of that store, checked against the run."""
-    prefix, _, folder = spec.partition(":")
-    if prefix != "cache" or not folder:
-        raise CacheError(f"teacher {spec!r} is not a cache spec; write cache:<dir>")
-    check_cache_methods(config.distill.methods)
-    for stage in config.distill.stages:
-        check_cache_methods(stage.methods)
-    return open_cached_teacher(folder, config, splits)
-
-
 def teacher_model_for_metrics(config: RunConfig, splits: DataSplits):
-    """The model behind a ``cache:<dir>`` teacher, for a run's final metrics (agreement, teacher accuracy/perplexity).
+    """The model behind a ``kind: cache`` teacher, for a run's final metrics (agreement, teacher accuracy/perplexity).
 
     Weights: ``teacher.weights`` if the run names them (``open_cached_teacher`` already checked them against the
     store), else the path the manifest records. Returns None, with one warning line, when the manifest predates that
@@ -129,7 +130,7 @@ def teacher_model_for_metrics(config: RunConfig, splits: DataSplits):
     from kdistill.models.base import build_model
 
     assert config.teacher is not None
-    folder = config.teacher.name.partition(":")[2]
+    folder = config.teacher.dir
 
     def skip(reason: str) -> None:
         warnings.warn(f"no teacher agreement in the final metrics: {reason}", stacklevel=3)

@@ -36,7 +36,8 @@ from kdistill.data.text import TextRecord, TokenizedDataset, tokenize_records
 from kdistill.errors import ConfigError, DataError
 from kdistill.lm.generation import OnPolicyMixer, write_sequence_kd_data
 from kdistill.lm.tokenizer import TextTokenizer, load_tokenizer
-from kdistill.lm.vocab import CROSS_TOKENIZER_METHODS, check_tokenizers, vocabulary_differences
+from kdistill.lm.vocab import check_tokenizers, vocabulary_differences
+from kdistill.methods.base import METHODS
 
 SEQUENCE_KD_FILE = "sequence_kd/train.jsonl"  # inside the run folder
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -76,27 +77,9 @@ def same_tokenizer(a: TextTokenizer, b: TextTokenizer) -> bool:
     return a.name == b.name or not vocabulary_differences(a.get_vocab(), b.get_vocab())
 
 
-def check_lm_options(config: RunConfig, cached: bool) -> None:
-    """``distill.on_policy`` / ``distill.sequence_kd`` need task causal-lm and a live teacher model."""
-    used = [key for key, block in (("distill.on_policy", config.distill.on_policy),
-                                   ("distill.sequence_kd", config.distill.sequence_kd)) if block is not None]
-    if not used:
-        return
-    if config.task != "causal-lm":
-        raise ConfigError(f"{' and '.join(used)} need task causal-lm (task is {config.task!r}); remove them")
-    if cached:
-        raise ConfigError(f"{' and '.join(used)} need a live teacher model (the teacher generates or scores new "
-                          "text); a cache (teacher.name cache:...) only replays stored outputs")
-
-
-def setup_lm(config: RunConfig, splits: DataSplits, distilling: bool, cached: bool) -> LMSetup | None:
-    """Check the LM options and tokenizers of a distillation run; add teacher tokens to the splits when the
-    tokenizers differ (``uld``). None when this is no live-teacher causal-lm distillation."""
-    if not distilling:
-        return None
-    check_lm_options(config, cached)
-    if config.task != "causal-lm" or cached or config.teacher is None:
-        return None
+def setup_lm(config: RunConfig, splits: DataSplits) -> LMSetup:
+    """Check the tokenizers of a causal-lm distillation from a teacher model; add teacher tokens to the splits when
+    the tokenizers differ (``uld``)."""
     if config.student.tokenizer is not None and config.student.tokenizer != config.data.tokenizer:
         raise ConfigError("student.tokenizer is not used: the student reads data.tokenizer "
                           f"({config.data.tokenizer!r}); set data.tokenizer instead")
@@ -106,12 +89,13 @@ def setup_lm(config: RunConfig, splits: DataSplits, distilling: bool, cached: bo
     cross = not same_tokenizer(teacher_tokenizer, student_tokenizer)
     if cross:
         methods = method_names(config)
+        cross_methods = sorted(name for name in METHODS.names() if METHODS.get(name).cross_tokenizer)
         check_tokenizers(teacher_tokenizer, student_tokenizer, methods)  # ModelError unless uld is used
-        same_vocab_methods = sorted(m for m in methods if m not in CROSS_TOKENIZER_METHODS)
+        same_vocab_methods = sorted(m for m in methods if not METHODS.get(m).cross_tokenizer)
         if same_vocab_methods:
             raise ConfigError(f"teacher tokenizer {teacher_tokenizer.name!r} differs from the student's "
                               f"{student_tokenizer.name!r}: methods {same_vocab_methods} compare the two models token "
-                              f"by token and need one vocabulary; use only {sorted(CROSS_TOKENIZER_METHODS)}")
+                              f"by token and need one vocabulary; use only {cross_methods}")
         if config.distill.on_policy is not None:
             raise ConfigError("distill.on_policy needs teacher and student to share a tokenizer (the teacher scores "
                               "the student's sampled tokens); it is not supported with a different teacher.tokenizer")

@@ -1,4 +1,5 @@
-"""The causal language-modelling task: next-token cross-entropy, normalised per predicted token.
+"""Token maths of the causal language-modelling task (``kdistill.tasks.causal_lm``): shifting, masks, and the
+next-token cross-entropy normalised per predicted token.
 
 Per-token normalisation across gradient accumulation: a micro-batch's mean over its own tokens weighs short
 micro-batches too much. The trainer instead writes the number of predicted tokens of the whole optimiser step
@@ -12,10 +13,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from kdistill.models.base import logits_of
-from kdistill.tasks import TASKS, Task
 
 IGNORE_INDEX = -100
 STEP_TOKENS_KEY = "step_tokens"  # batch key: predicted tokens in the whole optimiser step (scalar tensor)
@@ -57,42 +54,3 @@ def next_token_ce_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
     ce = F.cross_entropy(shifted_logits.float().reshape(-1, shifted_logits.shape[-1]), shifted_labels.reshape(-1),
                          ignore_index=IGNORE_INDEX, reduction="sum")
     return ce, (shifted_labels != IGNORE_INDEX).sum()
-
-
-@TASKS.register("causal-lm")
-class CausalLMTask(Task):
-    """Models are called as ``model(input_ids=..., attention_mask=...)``; logits are (B, T, V)."""
-
-    name = "causal-lm"
-
-    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return logits_of(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]))
-
-    def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed next-token CE, token count): for trainers that normalise themselves."""
-        return next_token_ce_sum(logits, batch["labels"])
-
-    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        total, _ = next_token_ce_sum(logits, batch["labels"])
-        return total / token_normaliser(batch, target_mask(batch["labels"]))
-
-    def correct(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        shifted_logits, shifted_labels = shift_for_next_token(logits, batch["labels"])
-        mask = shifted_labels != IGNORE_INDEX
-        hits = (shifted_logits.argmax(-1) == shifted_labels) & mask
-        return hits.sum(), int(mask.sum())
-
-    def prepare_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> float:
-        """Losses become sums over the step's tokens (see module docstring): no further division."""
-        set_step_tokens(micro_batches)
-        return 1.0
-
-    def log_scale(self, batch: dict[str, torch.Tensor], count: int) -> float:
-        return float(batch[STEP_TOKENS_KEY]) / max(count, 1) if STEP_TOKENS_KEY in batch else 1.0
-
-    def agreement(self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: dict[str, torch.Tensor]
-                  ) -> tuple[torch.Tensor, int]:
-        """Top-1 next-token agreement on the target positions."""
-        mask = target_mask(batch["labels"])
-        same = (logits[:, :-1].argmax(-1) == teacher_logits[:, :-1].argmax(-1)) & mask
-        return same.sum(), int(mask.sum())

@@ -13,7 +13,12 @@ import torch
 from kdistill.errors import ModelError
 from kdistill.lm.tokenizer import TextTokenizer
 
-CROSS_TOKENIZER_METHODS = frozenset({"uld"})
+
+def any_cross_tokenizer(methods: Iterable[str]) -> bool:
+    """True when one of the named methods declares ``cross_tokenizer`` (works across vocabularies, e.g. ``uld``)."""
+    from kdistill.methods.base import METHODS  # here: the methods import this module
+
+    return any(name in METHODS and METHODS.get(name).cross_tokenizer for name in methods)
 
 
 def vocabulary_differences(teacher: dict[str, int], student: dict[str, int], limit: int = 5) -> list[str]:
@@ -34,7 +39,7 @@ def vocabulary_differences(teacher: dict[str, int], student: dict[str, int], lim
 
 def check_tokenizers(teacher: TextTokenizer, student: TextTokenizer, methods: Iterable[str] = ()) -> None:
     """Raise ModelError if the vocabularies differ, unless a cross-tokenizer method (``uld``) is used."""
-    if CROSS_TOKENIZER_METHODS & set(methods):
+    if any_cross_tokenizer(methods):
         return
     problems = vocabulary_differences(teacher.get_vocab(), student.get_vocab())
     if problems:
@@ -45,7 +50,7 @@ def check_tokenizers(teacher: TextTokenizer, student: TextTokenizer, methods: It
 
 def check_model_vocab_sizes(teacher_size: int, student_size: int, methods: Iterable[str] = ()) -> None:
     """Embedding-table sizes of the two models (``model.config.vocab_size``)."""
-    if teacher_size != student_size and not CROSS_TOKENIZER_METHODS & set(methods):
+    if teacher_size != student_size and not any_cross_tokenizer(methods):
         raise ModelError(f"teacher vocabulary has {teacher_size} tokens but the student's has {student_size}; "
                          "build both with the same tokenizer, or use the cross-tokenizer method 'uld'")
 

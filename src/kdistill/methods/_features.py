@@ -15,7 +15,7 @@ from torch import nn
 from kdistill.adapters import build_adapter
 from kdistill.errors import ConfigError, ModelError
 from kdistill.layers import embedding_pair, propose_pairs
-from kdistill.methods.base import Method, MethodContext
+from kdistill.methods.base import FEATURES, Method, MethodContext
 from kdistill.models.base import logits_of
 from kdistill.outputs import ModelOutputs
 from kdistill.taps import FeatureTaps
@@ -64,6 +64,7 @@ class FeatureMethod(Method):
 
     auto_pairs: ClassVar[AutoPairs] = "stages"
     adapt: ClassVar[Literal["full", "spatial"] | None] = "full"
+    needs = frozenset({FEATURES})
     needs_teacher_shapes: ClassVar[bool] = True  # False: a cached teacher need not report its feature shapes
 
     def __init__(self, pairs: list[list[str]] | str = "auto") -> None:

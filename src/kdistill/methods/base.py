@@ -1,8 +1,10 @@
 """The method interface: student and teacher outputs in, named loss terms out.
 
-A method declares the features it needs (module names to tap in the student and the teacher); the trainer
-taps them and passes them in ``ModelOutputs.features``. A method may own trainable parts (shape adapters):
-they train with the student, are saved under their own key, and are never exported.
+A method declares what it needs: the tasks whose outputs it understands (``tasks``), the teacher capabilities it
+reads (``needs``: ``logits``, ``features``), and the features by module name (taps in the student and the teacher);
+the trainer taps them and passes them in ``ModelOutputs.features``. A teacher declares what it ``provides``; the run
+checks both sides once, before anything is built (``check_teacher_capabilities``). A method may own trainable parts
+(shape adapters): they train with the student, are saved under their own key, and are never exported.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from torch import nn
 from kdistill.errors import ConfigError
 from kdistill.outputs import ModelOutputs
 from kdistill.registry import Registry
+
+# Teacher capabilities (``Method.needs``, ``Teacher.provides``, ``Task.teacher_needs``).
+LOGITS = "logits"  # the task's outputs per training sample (class or token logits up to a shift, embeddings)
+FEATURES = "features"  # intermediate outputs by module name (forward taps on a model kdistill runs)
+ANY_INPUT = "any-input"  # outputs for inputs it has never seen (val/test, the student's samples): a live model
+GENERATION = "generation"  # writes text (sequence-level KD)
+CAPABILITY_WORDS = {LOGITS: "logits", FEATURES: "intermediate features", ANY_INPUT: "outputs on new inputs",
+                    GENERATION: "text generation"}
 
 
 @dataclass
@@ -36,6 +46,9 @@ class Method(nn.Module):
     """Base class. Subclasses set ``name`` and implement ``forward``."""
 
     name: ClassVar[str] = ""
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})  # tasks whose outputs this method understands
+    needs: ClassVar[frozenset[str]] = frozenset({LOGITS})  # teacher capabilities it reads
+    cross_tokenizer: ClassVar[bool] = False  # True: works when teacher and student tokenizers differ (uld)
 
     def student_taps(self) -> list[str]:
         """Student module names whose outputs this method needs."""
@@ -56,18 +69,38 @@ class Method(nn.Module):
         raise NotImplementedError
 
 
+def check_teacher_capabilities(methods: dict[str, Method], kind: str, provides: frozenset[str],
+                               others: dict[str, str] | None = None) -> None:
+    """One ConfigError naming the first method (or run option) whose needs this teacher kind does not provide."""
+    wanted = [(f"method {name!r}", need) for name, method in methods.items() for need in sorted(method.needs)]
+    wanted += [(what, need) for need, what in (others or {}).items()]
+    for what, need in wanted:
+        if need not in provides:
+            offered = ", ".join(CAPABILITY_WORDS[p] for p in sorted(provides)) or "nothing"
+            raise ConfigError(f"{what} needs the teacher's {CAPABILITY_WORDS[need]}, which a teacher of kind "
+                              f"{kind!r} does not provide (it provides: {offered}); use teacher kind 'model'"
+                              + (" or other methods" if what.startswith("method") else ""))
+
+
 # name -> class; classes are built as ``cls(temperature=..., num_classes=..., **options)``.
 METHODS: Registry[type[Method]] = Registry("distillation method")
 
 
 def build_method(name: str, temperature: float, num_classes: int, options: dict[str, Any] | None = None) -> Method:
-    """Instantiate a registered method; ``temperature``/``num_classes`` are passed to methods that take them."""
+    """Instantiate a registered method; ``temperature``/``num_classes`` are passed to methods that take them, and
+    ``options`` (``distill.method_options.<name>``) override them, e.g. a per-method ``temperature``."""
     cls = METHODS.get(name)
     params = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in {"temperature": temperature, "num_classes": num_classes}.items() if k in params}
     options = dict(options or {})
-    unknown = [k for k in options if k not in params]
+    unknown = [k for k in options if k not in params or k == "self"]
     if unknown:
-        known = [p for p in params if p not in ("self", "temperature", "num_classes")]
+        known = [p for p in params if p not in ("self", "num_classes")]
         raise ConfigError(f"distill.method_options.{name}: unknown option(s) {unknown}; {name} takes {known}")
-    return cls(**kwargs, **options)
+    temperature_option = options.get("temperature", 1.0)
+    if not (isinstance(temperature_option, (int, float)) and temperature_option > 0):
+        raise ConfigError(f"distill.method_options.{name}.temperature must be > 0, got {options['temperature']!r}")
+    try:
+        return cls(**{**kwargs, **options})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"distill.method_options.{name}: {exc}") from None

@@ -2,7 +2,7 @@
 
 Reimers & Gurevych, "Making Monolingual Sentence Embeddings Multilingual using Knowledge Distillation", EMNLP 2020
 (arXiv:2004.09813): MSE between the student's and the teacher's sentence embeddings. Logits here are (B, D)
-L2-normalised mean-pooled embeddings (see ``kdistill.lm.embedding_task``); both methods only read tensors.
+L2-normalised mean-pooled embeddings (see ``kdistill.tasks.embedding``); both methods only read tensors.
 
 * ``embed_mse``: squared L2 distance per sentence, batch mean (= D x the element-wise MSE of the paper).
 * ``embed_cosine``: 1 - cosine similarity per sentence, batch mean.
@@ -14,8 +14,6 @@ Combine them with weights, e.g. ``distill.methods: {embed_mse: 1.0, embed_cosine
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from kdistill.lm.embedding import embedding_cosine, embedding_mse
@@ -26,7 +24,7 @@ from kdistill.outputs import ModelOutputs
 class EmbeddingMethod(Method):
     """Shared part: shape check; subclasses set ``term`` and ``distance``."""
 
-    tasks: ClassVar[tuple[str, ...]] = ("embedding",)  # the tasks whose outputs this method understands
+    tasks = frozenset({"embedding"})
     term = ""
 
     @staticmethod

@@ -27,6 +27,7 @@ from kdistill.outputs import ModelOutputs
 class TokenKD(Method):
     """Shared part: temperature, vocabulary check, per-token normalisation."""
 
+    tasks = frozenset({"causal-lm"})
     term = "kd"
 
     def __init__(self, temperature: float = 1.0) -> None:
@@ -110,6 +111,8 @@ class UniversalLogitDistillation(Method):
     """ULD (Boizard et al. 2024): sorted-probability L1, so teacher and student may use different tokenizers."""
 
     name = "uld"
+    tasks = frozenset({"causal-lm"})
+    cross_tokenizer = True
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()

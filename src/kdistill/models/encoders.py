@@ -59,7 +59,7 @@ def _encoder_model(folder: str, request: ModelRequest, label: str) -> nn.Module:
 
 
 def _ships_weights(source):
-    source.ships_weights = True  # read by api.build_teacher: a teacher from this source needs no weights file
+    source.ships_weights = True  # read by LiveTeacher.from_config: a teacher from this source needs no weights file
     return source
 
 

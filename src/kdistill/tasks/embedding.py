@@ -6,7 +6,7 @@ mean-pooled over the attention mask, as MiniLM does). There are no hard labels: 
 requires ``distill.alpha: 0`` (and stage alphas 0) and learns from the embedding methods alone (``embed_mse``,
 ``embed_cosine``); logit and feature methods are refused.
 
-The teacher is run once over every split before training (``prepare_embedding_run``): its embeddings travel in the
+The teacher is run once over every split before training (``EmbeddingTask.prepare_run``): its embeddings travel in the
 batches (``batch["teacher_embedding"]``) and serve as an offline teacher for training, as the validation target
 ("accuracy" of this task = mean cosine to the teacher, so the best checkpoint is the closest student; val_loss is
 the task loss, 0) and for the final test metrics (cosine to the teacher, top-10 neighbour overlap:
@@ -23,14 +23,15 @@ from torch.utils.data import DataLoader, Dataset
 from kdistill.errors import ConfigError
 from kdistill.lm.embedding import compare_embeddings, mean_pool
 from kdistill.outputs import ModelOutputs
-from kdistill.tasks import TASKS, Task
+from kdistill.tasks.base import Task
 
 TEACHER_KEY = "teacher_embedding"  # batch key: the teacher's (D,) embedding of the sentence
 
 
-@TASKS.register("embedding")
 class EmbeddingTask(Task):
     name = "embedding"
+    input_keys = ("input_ids", "attention_mask")
+    result_columns = ("test_cosine_to_teacher", "test_top10_overlap", "parameters", "teacher_parameters")
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -57,29 +58,58 @@ class EmbeddingTask(Task):
         cosine = F.cosine_similarity(logits.float(), teacher_logits.float(), dim=-1)
         return cosine.sum(), int(logits.shape[0])
 
+    # ----- run assembly -----
 
-# ----- run set-up (called by kdistill.api for task: embedding) -----
+    def check_config(self, config, distilling: bool):
+        """No labels: distillation only, alpha 0; resolves ``data.tokenizer`` from the encoders."""
+        config = super().check_config(config, distilling)
+        if not distilling:
+            raise ConfigError("task embedding has no labels to train on: use `kdistill distill` with a teacher "
+                              "(e.g. teacher.name: minilm) and the methods embed_mse / embed_cosine")
+        alphas = [config.distill.alpha] + [s.alpha for s in config.distill.stages if s.alpha is not None]
+        if any(alpha != 0 for alpha in alphas):
+            raise ConfigError("task embedding has no hard labels (its task loss is 0): set distill.alpha: 0 (and no "
+                              "other alpha in distill.stages), so the loss is the sum of the embedding methods' terms")
+        if config.data.tokenizer is None:
+            names = [getattr(config.teacher, "name", ""), config.student.name]
+            tokenizer = next((t for t in map(default_tokenizer, names) if t is not None), None)
+            if tokenizer is None:
+                raise ConfigError("task embedding: set data.tokenizer (the encoders' tokenizer folder, or minilm)")
+            config = config.model_copy(update={"data": config.data.model_copy(update={"tokenizer": tokenizer})})
+        return config
 
+    def teacher_needs(self, config) -> dict[str, str]:
+        return {"any-input": "task embedding (the teacher embeds every split once, val and test included)"}
 
-def check_embedding_config(config, distilling: bool):
-    """Refuse what cannot work before anything is built; return the config with ``data.tokenizer`` resolved."""
-    if not distilling:
-        raise ConfigError("task embedding has no labels to train on: use `kdistill distill` with a teacher "
-                          "(e.g. teacher.name: minilm) and the methods embed_mse / embed_cosine")
-    assert config.teacher is not None
-    if config.teacher.name.startswith("cache:"):
-        raise ConfigError("task embedding runs its teacher once over the data itself; use a model as teacher "
-                          "(e.g. minilm), not a cache:")
-    alphas = [config.distill.alpha] + [s.alpha for s in config.distill.stages if s.alpha is not None]
-    if any(alpha != 0 for alpha in alphas):
-        raise ConfigError("task embedding has no hard labels (its task loss is 0): set distill.alpha: 0 (and no "
-                          "other alpha in distill.stages), so the loss is the sum of the embedding methods' terms")
-    if config.data.tokenizer is None:
-        tokenizer = default_tokenizer(config.teacher.name) or default_tokenizer(config.student.name)
-        if tokenizer is None:
-            raise ConfigError("task embedding: set data.tokenizer (the encoders' tokenizer folder, or minilm)")
-        config = config.model_copy(update={"data": config.data.model_copy(update={"tokenizer": tokenizer})})
-    return config
+    def check_models(self, student: nn.Module, teacher, splits) -> None:
+        """Student and teacher embeddings must have one width (checked on one sample)."""
+        sample = {k: v.unsqueeze(0) for k, v in splits.train[0].items()}
+        was_training = student.training
+        with torch.no_grad():
+            student_width = self.logits(student.eval(), sample).shape[-1]
+        student.train(was_training)
+        teacher_width = teacher.probe(sample).logits.shape[-1]
+        if student_width != teacher_width:
+            raise ConfigError(f"the student's embeddings have width {student_width} but the teacher's "
+                              f"{teacher_width}; set student.kwargs.embed_dim: {teacher_width} (tiny-bert projects "
+                              "to it)")
+
+    def prepare_run(self, config, splits, teacher):
+        """Embed every split with the teacher once; the splits' items carry them, an offline teacher reads them."""
+        from dataclasses import replace
+
+        device, batch_size = _device(config), config.trainer.eval_batch_size
+        parts = ("train", "val", "test")
+        teacher.to(device)
+        targets = {part: teacher_embeddings(teacher, getattr(splits, part), batch_size, device) for part in parts}
+        teacher.to(torch.device("cpu"))
+        splits = replace(splits, **{part: WithTeacherEmbeddings(getattr(splits, part), targets[part])
+                                    for part in parts})
+        return splits, StoredEmbeddingTeacher(teacher)
+
+    def final_metrics(self, config, run_dir, student: nn.Module, teacher: nn.Module | None, splits) -> dict:
+        """Test cosine to the teacher, top-10 neighbour overlap, sizes (student and teacher)."""
+        return embedding_final_metrics(student, teacher, splits, config.trainer.eval_batch_size)
 
 
 def default_tokenizer(model_name: str) -> str | None:
@@ -90,18 +120,6 @@ def default_tokenizer(model_name: str) -> str | None:
     if source in ("encoder", "hf") and argument:
         return argument
     return None
-
-
-def check_embedding_methods(task_name: str, methods: dict) -> None:
-    """Embedding methods need task embedding, and task embedding takes nothing else."""
-    embedding = sorted(n for n, m in methods.items() if "embedding" in getattr(m, "tasks", ()))
-    others = sorted(set(methods) - set(embedding))
-    if task_name == "embedding" and others:
-        raise ConfigError(f"methods {others} do not apply to task embedding (they need class or token logits, or "
-                          "features); use embed_mse and/or embed_cosine, e.g. distill.methods: "
-                          "{embed_mse: 1.0, embed_cosine: 1.0}")
-    if task_name != "embedding" and embedding:
-        raise ConfigError(f"methods {embedding} need task: embedding (sentence encoders), not task {task_name}")
 
 
 class WithTeacherEmbeddings(Dataset):
@@ -133,11 +151,34 @@ def embed_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, devi
     return torch.cat(parts) if parts else torch.empty(0)
 
 
+@torch.no_grad()
+def teacher_embeddings(teacher, dataset: Dataset, batch_size: int, device: str | torch.device) -> torch.Tensor:
+    """(N, D) float32 embeddings of a data set by a ``Teacher`` (its ``outputs``), in order."""
+    parts = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        parts.append(teacher.outputs(batch).logits.float().cpu())
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
 class StoredEmbeddingTeacher:
     """The teacher's embeddings computed once and carried by the batches: an offline teacher (no taps)."""
 
+    provides = frozenset({"logits"})
+    model = None
+
+    def __init__(self, source=None) -> None:
+        self.source = source  # the Teacher that computed the embeddings (for the final metrics' sizes)
+
     def outputs(self, batch: dict[str, torch.Tensor]) -> ModelOutputs:
         return ModelOutputs(logits=batch[TEACHER_KEY].float())
+
+    def probe(self, batch: dict[str, torch.Tensor]) -> ModelOutputs:
+        return self.outputs(batch)
+
+    def tap(self, names: list[str]) -> None:
+        if names:
+            raise ConfigError(f"stored embeddings have no features {names}")
 
     def to(self, device: torch.device) -> StoredEmbeddingTeacher:
         return self
@@ -145,39 +186,17 @@ class StoredEmbeddingTeacher:
     def train_dataset(self, dataset: Dataset) -> Dataset:
         return dataset
 
+    def metrics_model(self) -> nn.Module | None:
+        return self.source.metrics_model() if self.source is not None else None
+
     def close(self) -> None:
-        pass
+        if self.source is not None:
+            self.source.close()
 
 
 def _device(config) -> str:
     wanted = config.trainer.accelerator
     return "cuda" if wanted in ("auto", "cuda", "gpu") and torch.cuda.is_available() else "cpu"
-
-
-def check_embedding_widths(student: nn.Module, teacher: nn.Module, splits) -> None:
-    """Student and teacher embeddings must have one width (checked on one sample, before the run folder exists)."""
-    sample = {k: v.unsqueeze(0) for k, v in splits.train[0].items()}
-    widths = []
-    with torch.no_grad():
-        for model in (student, teacher):
-            was_training = model.training
-            widths.append(EmbeddingTask().logits(model.eval(), sample).shape[-1])
-            model.train(was_training)
-    if widths[0] != widths[1]:
-        raise ConfigError(f"the student's embeddings have width {widths[0]} but the teacher's {widths[1]}; "
-                          f"set student.kwargs.embed_dim: {widths[1]} (tiny-bert projects to it)")
-
-
-def prepare_embedding_run(config, splits, teacher: nn.Module):
-    """Embed every split with the teacher once; return (splits whose items carry them, the offline teacher)."""
-    from dataclasses import replace
-
-    device, batch_size = _device(config), config.trainer.eval_batch_size
-    parts = ("train", "val", "test")
-    targets = {part: embed_dataset(teacher, getattr(splits, part), batch_size, device) for part in parts}
-    teacher.cpu()
-    splits = replace(splits, **{part: WithTeacherEmbeddings(getattr(splits, part), targets[part]) for part in parts})
-    return splits, StoredEmbeddingTeacher()
 
 
 def embedding_final_metrics(student: nn.Module, teacher: nn.Module | None, splits, batch_size: int) -> dict:
