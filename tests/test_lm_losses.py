@@ -10,7 +10,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from kdistill.errors import ModelError  # noqa: E402
+from kdistill.errors import ConfigError, ModelError  # noqa: E402
 from kdistill.lm.task import STEP_TOKENS_KEY  # noqa: E402
 from kdistill.lm.tokenizer import ByteTokenizer  # noqa: E402
 from kdistill.lm.vocab import check_model_vocab_sizes, check_tokenizers  # noqa: E402
@@ -126,7 +126,7 @@ def test_jsd_and_skew_parameters_are_checked():
         T.generalized_jsd(student, teacher, labels, beta=1.0)
     with pytest.raises(ValueError, match="alpha"):
         T.skew_kl(student, teacher, labels, alpha=1.0)
-    with pytest.raises(ValueError, match="beta"):
+    with pytest.raises(ConfigError, match=r"method_options\.token_jsd: token_jsd beta must be in \(0, 1\)"):
         build_method("token_jsd", 1.0, V, {"beta": 0.0})
 
 

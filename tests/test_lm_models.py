@@ -17,10 +17,7 @@ from kdistill.methods.base import build_method  # noqa: E402
 from kdistill.models import hf  # noqa: E402, F401  (registration)
 from kdistill.models.base import MODEL_SOURCES, ModelRequest  # noqa: E402
 from kdistill.outputs import ModelOutputs  # noqa: E402
-from kdistill.tasks import (
-    TASKS,  # noqa: E402
-    CausalLMTask,  # noqa: E402
-)
+from kdistill.tasks import TASKS, CausalLMTask  # noqa: E402
 
 VOCAB, LENGTH = 259, 16
 

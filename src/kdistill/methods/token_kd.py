@@ -43,7 +43,7 @@ class TokenKD(Method):
         check_same_vocab_logits(student.logits, teacher.logits, method=self.name)
         labels = batch["labels"]
         normaliser = token_normaliser(batch, labels[:, 1:] != token_losses.IGNORE_INDEX)
-        return {self.term: self.divergence(student.logits, teacher.logits, labels, normaliser)}
+        return {self.term: self.divergence(student.logits, teacher.logits.detach(), labels, normaliser)}
 
 
 @METHODS.register("token_fkl")
@@ -123,5 +123,5 @@ class UniversalLogitDistillation(Method):
         labels = batch["labels"]
         teacher_labels = batch.get("teacher_labels", labels)
         normaliser = token_normaliser(batch, labels[:, 1:] != token_losses.IGNORE_INDEX)
-        return {"uld": token_losses.uld_loss(student.logits, teacher.logits, labels, teacher_labels,
+        return {"uld": token_losses.uld_loss(student.logits, teacher.logits.detach(), labels, teacher_labels,
                                              self.temperature, normaliser)}
