@@ -126,6 +126,9 @@ def test_old_teacher_forms_keep_loading(tmp_path):
     # The resolved config is saved in the typed form and reads back the same.
     dump_config(load_config(path, ["teacher.name=cache:runs/c"]), tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml").teacher == cached
+    dump_config(load_config(path), tmp_path / "saved-model.yaml")  # a resolved model teacher (kind: model) ...
+    assert load_config(tmp_path / "saved-model.yaml").teacher == model.model_copy(update={"name": "resnet"})
+    assert load_config(tmp_path / "saved-model.yaml", ["teacher.name=cache:runs/c"]).teacher == cached  # ... too
     typed = load_config(overrides=["teacher={kind: soft-labels, path: t.npz, values: probabilities}"]).teacher
     assert isinstance(typed, SoftLabelsTeacherConfig) and typed.values == "probabilities"
 

@@ -97,21 +97,22 @@ LEGACY_CACHE_PREFIX = "cache:"  # old form: teacher.name: cache:<dir>
 
 
 def legacy_teacher_tree(value: Any) -> Any:
-    """Old teacher mappings (no ``kind``) -> the typed form: ``{name: cache:DIR, weights?}`` becomes ``kind: cache``
-    (kwargs and other model keys are dropped: a store needs none), anything else ``kind: model``."""
+    """Old teacher mappings -> the typed form: ``{name: cache:DIR, weights?}`` becomes ``kind: cache`` (kwargs and
+    other model keys are dropped: a store needs none; also over a saved ``kind: model``, as ``--set
+    teacher.name=cache:DIR`` on a resolved config gives), any other mapping without ``kind`` is ``kind: model``."""
     if isinstance(value, BaseModel) and not hasattr(value, "kind"):
         value = value.model_dump()
-    if not isinstance(value, dict) or "kind" in value:
+    if not isinstance(value, dict) or value.get("kind", "model") != "model":
         return value
     name = value.get("name")
-    if isinstance(name, str) and name.startswith(LEGACY_CACHE_PREFIX):
+    if isinstance(name, str) and name.startswith(LEGACY_CACHE_PREFIX):  # no model source is called "cache"
         return {"kind": "cache", "dir": name.removeprefix(LEGACY_CACHE_PREFIX), "weights": value.get("weights")}
     return {**value, "kind": "model"}
 
 
 def typed_teacher(value: Any):
     """Any teacher config (a typed one, an old ``ModelConfig``, a mapping) -> a TeacherConfig, or None."""
-    if value is None or isinstance(value, (ModelTeacherConfig, CacheTeacherConfig, SoftLabelsTeacherConfig)):
+    if value is None or (isinstance(value, BaseModel) and hasattr(value, "kind")):  # already typed
         return value
     try:
         return _TEACHER_ADAPTER.validate_python(legacy_teacher_tree(value))
