@@ -197,14 +197,13 @@ def build_cache(
     store = _open_or_create(root, wanted)
     todo = [s for s in range(store.num_shards) if s not in set(store.manifest["completed_shards"])]
     if todo:
-        from kdistill.models import build_model
         from kdistill.tasks import TASKS
-        from kdistill.teachers import LiveTeacher
+        from kdistill.teachers import build_teacher
 
         target = _device(config, device)
-        model = build_model(teacher_config, splits.input_shape, splits.num_classes, role="teacher")
         task = TASKS.get(config.task)()
-        teacher = LiveTeacher(model, task=task).to(target)
+        typed = config.model_copy(update={"teacher": teacher_config})
+        teacher = build_teacher(typed, splits, task).to(target)  # the run's Teacher interface, kind model
         if task.per_position:  # one row per sequence
             rows: Dataset = TokenRows(splits.train)
         else:
