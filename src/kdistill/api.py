@@ -127,12 +127,6 @@ def prepare_methods(methods: dict[str, Method], student: nn.Module, teacher: Tea
     teacher.tap(sorted({name for m in methods.values() for name in m.teacher_taps()}))
 
 
-def final_metrics(config: RunConfig, run_dir: Path, student: nn.Module, teacher: nn.Module | None,
-                  splits: DataSplits, task: Task) -> dict:
-    """The test metrics of a finished run (the task's ``final_metrics``)."""
-    return task.final_metrics(config, run_dir, student, teacher, splits)
-
-
 # ----- evaluation of finished runs and checkpoints -----
 
 
