@@ -25,6 +25,7 @@ from kdistill.lm.task import (
     target_mask,
     token_normaliser,
 )
+from kdistill.methods.base import ANY_INPUT, GENERATION
 from kdistill.models.base import logits_of
 from kdistill.tasks.base import Task
 
@@ -83,9 +84,9 @@ class CausalLMTask(Task):
     def teacher_needs(self, config) -> dict[str, str]:
         needs = {}
         if config.distill.sequence_kd is not None:
-            needs["generation"] = "distill.sequence_kd"  # the teacher writes the training text
+            needs[GENERATION] = "distill.sequence_kd"  # the teacher writes the training text
         if config.distill.on_policy is not None:
-            needs["any-input"] = "distill.on_policy"  # the teacher scores the student's fresh samples
+            needs[ANY_INPUT] = "distill.on_policy"  # the teacher scores the student's fresh samples
         return needs
 
     def prepare_data(self, config, splits, distilling: bool):

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdistill.errors import ConfigError
 from kdistill.lm.embedding import compare_embeddings, mean_pool
+from kdistill.methods.base import ANY_INPUT, LOGITS
 from kdistill.outputs import ModelOutputs
 from kdistill.tasks.base import Task
 
@@ -79,7 +80,7 @@ class EmbeddingTask(Task):
         return config
 
     def teacher_needs(self, config) -> dict[str, str]:
-        return {"any-input": "task embedding (the teacher embeds every split once, val and test included)"}
+        return {ANY_INPUT: "task embedding (the teacher embeds every split once, val and test included)"}
 
     def check_models(self, student: nn.Module, teacher, splits) -> None:
         """Student and teacher embeddings must have one width (checked on one sample)."""
@@ -164,7 +165,7 @@ def teacher_embeddings(teacher, dataset: Dataset, batch_size: int, device: str |
 class StoredEmbeddingTeacher:
     """The teacher's embeddings computed once and carried by the batches: an offline teacher (no taps)."""
 
-    provides = frozenset({"logits"})
+    provides = frozenset({LOGITS})
     model = None
 
     def __init__(self, source=None) -> None:
