@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from kdistill.config import DataConfig, ModelConfig
@@ -60,3 +61,13 @@ def test_no_task_name_or_teacher_prefix_branches_outside_the_components():
                  for path in SRC.rglob("*.py") if path.parts[-2] not in ("tasks", "teachers")
                  for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []
+
+
+def test_cache_build_refuses_a_task_whose_outputs_it_cannot_store(tmp_path):
+    from kdistill.cache import CacheError, build_cache
+    from kdistill.config import load_config
+
+    config = load_config(overrides=["task=embedding", "teacher={name: minilm, weights: w.safetensors}"])
+    with pytest.raises(CacheError, match="teacher caches support tasks causal-lm, classification, not 'embedding'"):
+        build_cache(config, tmp_path / "c")
+    assert not (tmp_path / "c").exists()

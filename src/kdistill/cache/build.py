@@ -30,7 +30,6 @@ from kdistill.config import ModelConfig, RunConfig, typed_teacher
 from kdistill.data.base import RandomCropFlip, TensorDataset, load_data
 
 DEFAULT_AUGMENTED_VIEWS = 4
-CACHE_TASKS = ("classification", "causal-lm")
 
 
 def default_cache_dir(config: RunConfig) -> Path:
@@ -85,8 +84,11 @@ def _require_teacher(config: RunConfig) -> ModelConfig:
                          "cache")
     if teacher is None or not teacher.weights:
         raise CacheError("building a teacher cache needs teacher.name and teacher.weights in the config")
-    if config.task not in CACHE_TASKS:
-        raise CacheError(f"teacher caches support tasks {', '.join(CACHE_TASKS)}, not {config.task!r}")
+    from kdistill.tasks import TASKS
+
+    if not TASKS.get(config.task).cacheable:
+        supported = [name for name in TASKS.names() if TASKS.get(name).cacheable]
+        raise CacheError(f"teacher caches support tasks {', '.join(supported)}, not {config.task!r}")
     return teacher
 
 

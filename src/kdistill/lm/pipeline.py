@@ -4,7 +4,7 @@
   teacher, else ``data.tokenizer``). When it differs from the student's (``data.tokenizer``), the vocabulary check
   (``kdistill.lm.vocab``) refuses the run unless every method is a cross-tokenizer one (``uld``); with ``uld`` each
   text item is also tokenised by the teacher's tokenizer (keys ``teacher_input_ids``, ``teacher_attention_mask``,
-  ``teacher_labels``, same prompt masking), the live teacher reads those keys (``kdistill.teacher.teacher_view``)
+  ``teacher_labels``, same prompt masking), the live teacher reads those keys (``kdistill.teachers.teacher_view``)
   and ``uld`` aligns the k-th student target token with the k-th teacher target token. Long texts are truncated to
   ``data.max_length`` tokens on each side separately.
 * **Sequence-level KD** (``distill.sequence_kd``; Kim & Rush, EMNLP 2016): before training the teacher completes

@@ -32,6 +32,8 @@ class Task:
     input_keys: ClassVar[tuple[str, ...]] = ("input",)
     # One teacher row per position (a language model's (T, V) logits per sequence) rather than per sample.
     per_position: ClassVar[bool] = False
+    # ``kdistill cache build`` can store this task's teacher outputs (one row per training sample).
+    cacheable: ClassVar[bool] = True
     # Result-row columns (plain keys of ``row``); the results model renders them.
     result_columns: ClassVar[tuple[str, ...]] = ()
 

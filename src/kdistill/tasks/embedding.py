@@ -32,6 +32,7 @@ TEACHER_KEY = "teacher_embedding"  # batch key: the teacher's (D,) embedding of 
 class EmbeddingTask(Task):
     name = "embedding"
     input_keys = ("input_ids", "attention_mask")
+    cacheable = False  # the run embeds every split itself (see prepare_run)
     result_columns = ("test_cosine_to_teacher", "test_top10_overlap", "parameters", "teacher_parameters")
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
