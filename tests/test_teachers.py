@@ -77,7 +77,7 @@ def test_soft_labels_teacher_trains_the_same_student_as_the_live_teacher(teacher
 
 
 def test_soft_labels_from_parquet(teacher_run, tmp_path):
-    pa = pytest.importorskip("pyarrow")  # a declared dependency (pyproject.toml); skip only where it is missing
+    import pyarrow as pa  # a declared dependency (pyproject.toml)
     import pyarrow.parquet as pq
 
     logits = teacher_run["logits"]
