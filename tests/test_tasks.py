@@ -71,3 +71,12 @@ def test_cache_build_refuses_a_task_whose_outputs_it_cannot_store(tmp_path):
     with pytest.raises(CacheError, match="teacher caches support tasks causal-lm, classification, not 'embedding'"):
         build_cache(config, tmp_path / "c")
     assert not (tmp_path / "c").exists()
+
+
+def test_eval_of_a_task_without_an_eval_table_is_a_config_error():
+    from kdistill import api
+    from kdistill.errors import ConfigError
+
+    entry = api.EvalEntry("encoder", ModelConfig(name="tiny-bert", weights="w.safetensors"), task="embedding")
+    with pytest.raises(ConfigError, match="kdistill eval does not support task embedding"):
+        api.evaluate([entry], DataConfig())
