@@ -41,10 +41,10 @@ from kdistill.methods.base import Method, MethodContext, build_method
 from kdistill.models.base import MODEL_SOURCES, build_model
 from kdistill.models.weights import load_weights, save_weights
 from kdistill.results import ModelRow
-from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, prepare_run_dir, write_json
+from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, write_json
 from kdistill.tasks import TASKS, Task
 from kdistill.teacher import LiveTeacher, Teacher
-from kdistill.trainer import Trainer, make_fabric
+from kdistill.trainer import Trainer, launch_fabric, prepare_run_dir_once
 
 
 @dataclass
@@ -56,21 +56,24 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
 
 
-def train(config: RunConfig, overwrite: bool = False, resume: bool = False) -> RunResult:
-    """Plain supervised training of ``config.student`` (a teacher, or a baseline student)."""
-    return _run(config, distilling=False, overwrite=overwrite, resume=resume)
+def train(config: RunConfig, overwrite: bool = False, resume: bool = False, callbacks: list | None = None) -> RunResult:
+    """Plain supervised training of ``config.student`` (a teacher, or a baseline student). ``callbacks``: objects
+    receiving the training loop's events (``kdistill.training.callbacks``)."""
+    return _run(config, distilling=False, overwrite=overwrite, resume=resume, callbacks=callbacks)
 
 
-def distill(config: RunConfig, overwrite: bool = False, resume: bool = False) -> RunResult:
+def distill(config: RunConfig, overwrite: bool = False, resume: bool = False, callbacks: list | None = None
+            ) -> RunResult:
     """Train ``config.student`` from ``config.teacher`` with the configured methods."""
     if config.teacher is None:
         raise ConfigError(
             "distill needs a teacher: set teacher.name and teacher.weights (or --teacher/--teacher-weights)"
         )
-    return _run(config, distilling=True, overwrite=overwrite, resume=resume)
+    return _run(config, distilling=True, overwrite=overwrite, resume=resume, callbacks=callbacks)
 
 
-def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> RunResult:
+def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, callbacks: list | None = None
+         ) -> RunResult:
     # Every check happens before the run folder is touched or a step is taken.
     task = TASKS.get(config.task)()
     if task.name == "embedding":  # no labels: resolves data.tokenizer, refuses alpha > 0 and cache teachers
@@ -90,12 +93,12 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
         check_embedding_widths(student, teacher_model, splits)
     teacher = open_cache_teacher(config, splits, methods) if cached else None
 
-    run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume)
+    fabric = launch_fabric(config, callbacks)  # starts the other processes (each re-runs the lines above)
+    run_dir = prepare_run_dir_once(fabric, config, overwrite=overwrite, resume=resume)  # rank 0 writes; others wait
     if task.name == "embedding":  # the teacher embeds every split once; the batches carry its embeddings
         splits, teacher = prepare_embedding_run(config, splits, teacher_model)
     elif distilling and not cached and methods:  # sequence KD alone needs no teacher outputs during training
         teacher = make_teacher(teacher_model, methods, task)
-    fabric = make_fabric(config, run_dir)
     train_set = splits.train
     if lm is not None and config.distill.sequence_kd is not None:  # the teacher's completions, generated once
         train_set = sequence_kd_train_set(config, lm, teacher_model, splits.train, run_dir, fabric)
@@ -107,6 +110,8 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     finally:
         if teacher is not None:
             teacher.close()
+    if not fabric.is_global_zero:  # one process writes the results
+        return RunResult(run_dir, config, student, {}, fit.history)
     save_weights(student, run_dir / STUDENT_WEIGHTS)
 
     if cached:  # the cache's teacher model, when its weights are still there: agreement and teacher metrics
