@@ -31,14 +31,21 @@ def nonfinite_parameters(module: nn.Module, gradients: bool) -> list[str]:
 
 
 def describe_batch(batch: dict[str, torch.Tensor], epoch: int, step: int) -> str:
-    """'epoch 2, step 7 (samples 5, 88, 1021, ... of 128)': the data set indices when the batch carries them."""
+    """'epoch 2, step 7 (training samples 5, 88, ... of 128; non-finite inputs in samples 88)': data set indices
+    when the batch carries them, and the samples whose input tensors hold NaN/inf (the likely cause)."""
     where = f"epoch {epoch + 1}, step {step}"
     index = batch.get("index")
     if index is None or not torch.is_tensor(index):
         return where
-    shown = ", ".join(str(i) for i in index.flatten()[:_LISTED].tolist())
+    index = index.flatten()
+    shown = ", ".join(str(i) for i in index[:_LISTED].tolist())
     more = ", ..." if index.numel() > _LISTED else ""
-    return f"{where} (training samples {shown}{more} of {index.numel()})"
+    bad = torch.zeros(index.numel(), dtype=torch.bool, device=index.device)
+    for value in batch.values():
+        if torch.is_tensor(value) and value.is_floating_point() and value.dim() > 0 and len(value) == len(bad):
+            bad |= ~torch.isfinite(value.reshape(len(bad), -1)).all(1)
+    inputs = f"; non-finite inputs in samples {', '.join(str(i) for i in index[bad][:_LISTED].tolist())}"
+    return f"{where} (training samples {shown}{more} of {index.numel()}{inputs if bad.any() else ''})"
 
 
 def advice(config: RunConfig) -> str:

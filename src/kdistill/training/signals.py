@@ -45,8 +45,8 @@ class StopSignals:
 
 def resume_command() -> str:
     """The command line that continues this run: the same one plus ``--resume`` (or the API call's equivalent)."""
-    program = Path(sys.argv[0]).name if sys.argv else ""
-    if not program.startswith("kdistill"):
+    program = Path(sys.argv[0]) if sys.argv else Path()
+    if not (program.name.startswith("kdistill") or program.parent.name == "kdistill"):  # `python -m kdistill`
         return "the same api.train/api.distill call with resume=True"
     args = [a for a in sys.argv[1:] if a not in ("--resume", "--overwrite")]
     return shlex.join(["kdistill", *args, "--resume"])
