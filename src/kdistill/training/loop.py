@@ -230,7 +230,8 @@ class Trainer:
         phase = phase_for_epoch(config, epoch, run.teacher is not None)
         for method in run.module.methods.values():
             method.set_epoch(epoch)
-        if hasattr(self.batch_transform, "set_epoch") and first_step == 0:  # mid-epoch: its state was restored
+        restored = first_step > 0 and hasattr(self.batch_transform, "load_state_dict")  # mid-epoch: state loaded
+        if hasattr(self.batch_transform, "set_epoch") and not restored:
             self.batch_transform.set_epoch(epoch)
         run.sampler.start_epoch(epoch, skip=first_step * accumulate * config.trainer.batch_size)
         run.loader_generator.manual_seed(epoch_seed(config.seed, epoch))  # worker seeds: the same in a resumed run
