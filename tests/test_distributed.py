@@ -68,6 +68,12 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path) -> None:
     assert records_two[-1]["val_accuracy"] == accuracy
     assert round(accuracy * len(splits.val)) == pytest.approx(accuracy * len(splits.val), abs=1e-9)
 
+    # Both processes resume from the one checkpoint (each its own RNG state) and extend the run.
+    more = _kdistill(tmp_path, "two", "--batch-size", "32", "--devices", "2", "--strategy", "ddp", "--epochs", "3",
+                     "--resume")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "two/metrics.jsonl")] == [1, 2, 3]
+
 
 @pytest.mark.parametrize(
     ("flags", "message"),

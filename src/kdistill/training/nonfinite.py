@@ -22,12 +22,15 @@ def nonfinite_terms(terms: dict[str, torch.Tensor]) -> list[str]:
 
 
 def nonfinite_parameters(module: nn.Module, gradients: bool) -> list[str]:
-    found = []
-    for name, parameter in module.named_parameters():
-        tensor = parameter.grad if gradients else parameter
-        if tensor is not None and not torch.isfinite(tensor).all():
-            found.append(name)
-    return found
+    """Names of the parameters (or their gradients) holding NaN/inf; one host synchronisation when all are finite."""
+    named = [(n, p.grad if gradients else p) for n, p in module.named_parameters()]
+    named = [(n, t) for n, t in named if t is not None]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named])
+    if bool(finite.all()):
+        return []
+    return [name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
 
 
 def describe_batch(batch: dict[str, torch.Tensor], epoch: int, step: int) -> str:
