@@ -118,25 +118,21 @@ def patched(name: str, wrap):
         setattr(api, name, original)
 
 
-class CountingTransform:
-    """Wraps GKD's batch transform: counts the target tokens the student trained on, and the on-policy batches."""
+class TokenCounter:
+    """A loop callback: counts the target tokens the student trained on, and the on-policy micro-batches (those
+    GKD's batch transform replaced by the student's own samples)."""
 
-    def __init__(self, inner) -> None:
-        self.inner = inner
+    def __init__(self) -> None:
         self.tokens = self.on_policy_tokens = self.batches = self.on_policy_batches = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.inner.set_epoch(epoch)
-
-    def __call__(self, student, batch):
-        out = self.inner(student, batch)
-        tokens = target_tokens(out["labels"])
-        self.tokens += tokens
-        self.batches += 1
-        if out is not batch:
-            self.on_policy_tokens += tokens
-            self.on_policy_batches += 1
-        return out
+    def on_train_batch_start(self, micro_batches, raw_batches) -> None:
+        for out, batch in zip(micro_batches, raw_batches, strict=True):
+            tokens = target_tokens(out["labels"])
+            self.tokens += tokens
+            self.batches += 1
+            if out is not batch:
+                self.on_policy_tokens += tokens
+                self.on_policy_batches += 1
 
 
 def sequence_kd_row(out: Path, data: DataConfig, teacher_config: ModelConfig, epochs: int, splits, teacher,
@@ -171,19 +167,9 @@ def gkd_row(out: Path, data: DataConfig, teacher_config: ModelConfig, epochs: in
     distill = DistillConfig(temperature=1.0, alpha=0.0, methods={"token_jsd": 1.0}, on_policy={
         "lam": GKD_LAM, "max_new_tokens": max_length - 1, "temperature": 1.0})
     config = run_config("student-gkd", out, data, STUDENT, epochs, teacher_config, distill=distill)
-    counters: list[CountingTransform] = []
-
-    def wrap(original):
-        def counting(*args, **kwargs):
-            inner = original(*args, **kwargs)
-            counters.append(CountingTransform(inner))
-            return counters[-1]
-        return counting
-
-    with patched("on_policy_transform", wrap):
-        result, seconds = timed(api.distill, config, overwrite=True)
+    counter = TokenCounter()
+    result, seconds = timed(api.distill, config, overwrite=True, callbacks=[counter])
     row = student_row(result, splits, teacher, seconds)
-    counter = counters[0]
     row.update(train_tokens=counter.tokens, on_policy_tokens=counter.on_policy_tokens,
                on_policy_batches=counter.on_policy_batches, batches=counter.batches,
                on_policy=config.distill.on_policy.model_dump(), alpha=0.0)

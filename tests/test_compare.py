@@ -248,7 +248,7 @@ def test_resume_reuses_finished_runs_and_continues_the_rest(setup, tmp_path) -> 
                              ("student-alone-seed1", False)]
     for run in ("kd-seed0", "student-alone-seed1"):
         assert [r["epoch"] for r in map(json.loads, (second.folder / run / "metrics.jsonl").read_text().splitlines())] \
-            == [0, 1]
+            == [1, 2]
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")

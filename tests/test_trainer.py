@@ -21,7 +21,6 @@ from kdistill.errors import RunFolderError
 from kdistill.evaluate import accuracy, predict
 from kdistill.models import build_model, load_weights, save_weights
 from kdistill.runs import read_jsonl
-from kdistill.trainer import Trainer
 
 KDISTILL = Path(sys.executable).with_name("kdistill")
 
@@ -77,7 +76,7 @@ def test_run_folder_layout(tmp_path) -> None:
     assert result.run_dir == run
     assert load_config(run / "config.yaml") == config
     records = read_jsonl(run / "metrics.jsonl")
-    assert [r["epoch"] for r in records] == [0, 1]
+    assert [r["epoch"] for r in records] == [1, 2]  # numbered from 1, as on the console
     for key in ("lr", "train_accuracy", "train_loss", "train_task", "val_loss", "val_accuracy", "epoch_time_s"):
         assert all(key in r for r in records)
     assert "train_kd" not in records[0]
@@ -90,16 +89,16 @@ def test_run_folder_layout(tmp_path) -> None:
     assert list(run.glob("tensorboard/**/events.out.tfevents.*"))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 2
-    best = max(range(2), key=lambda e: (records[e]["val_accuracy"], -e))
-    assert summary["best_epoch"] == best
-    assert summary["best_val_accuracy"] == records[best]["val_accuracy"]
+    best = max(records, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["best_val_accuracy"] == best["val_accuracy"]
     # The summary's test accuracy is what the saved weights really score on the test split.
     model = build_model(config.student, (1, 8, 8), 10)
     load_weights(model, run / "student.safetensors")
     logits, targets = predict(model, load_data(config.data).test)
     assert summary["test_accuracy"] == pytest.approx(accuracy(logits, targets))
     state = torch.load(run / "checkpoints/last/state.pt", weights_only=True)
-    assert state["epoch"] == 1
+    assert state["position"]["epoch"] == 2 and state["position"]["step"] == 0  # two epochs done
 
 
 def test_resume_extends_a_finished_run_exactly(tmp_path) -> None:
@@ -111,28 +110,27 @@ def test_resume_extends_a_finished_run_exactly(tmp_path) -> None:
     result = api.train(resumed_config, resume=True)
     assert _same(_weights(tmp_path / "full/student.safetensors"), _weights(tmp_path / "split/student.safetensors"))
     records = read_jsonl(tmp_path / "split/metrics.jsonl")
-    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
     assert _without_times(records) == _without_times(read_jsonl(tmp_path / "full/metrics.jsonl"))
-    assert [r["epoch"] for r in result.history] == [0, 1, 2]
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
 
 
-def _crash_at(monkeypatch, crash_epoch: int) -> None:
-    real = Trainer._run_epoch
+class CrashAt:
+    """A callback that raises at the start of one epoch (numbered from 1), as a crash there would."""
 
-    def run_epoch(self, epoch, *args, **kwargs):
-        if epoch == crash_epoch:
-            raise RuntimeError("simulated crash")
-        return real(self, epoch, *args, **kwargs)
+    def __init__(self, epoch: int, event: str = "on_train_epoch_start", error: type = RuntimeError) -> None:
+        self.epoch, self.error = epoch, error
+        setattr(self, event, self._maybe_crash)
 
-    monkeypatch.setattr(Trainer, "_run_epoch", run_epoch)
+    def _maybe_crash(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            raise self.error("simulated crash")
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch) -> None:
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path) -> None:
     api.train(_config(tmp_path, "full", 3))  # default cosine schedule
-    with monkeypatch.context() as patch:
-        _crash_at(patch, 2)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            api.train(_config(tmp_path, "crashed", 3))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        api.train(_config(tmp_path, "crashed", 3), callbacks=[CrashAt(3)])
     assert len(read_jsonl(tmp_path / "crashed/metrics.jsonl")) == 2
     api.train(_config(tmp_path, "crashed", 3), resume=True)
     assert _same(_weights(tmp_path / "full/student.safetensors"), _weights(tmp_path / "crashed/student.safetensors"))
@@ -141,14 +139,12 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
     )
 
 
-def test_distill_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch) -> None:
+def test_distill_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path) -> None:
     teacher = _teacher_weights(tmp_path)
     extra = ("teacher={name: mlp, kwargs: {width: 16}, weights: " + str(teacher) + "}", "distill.alpha=0.3")
     api.distill(_config(tmp_path, "full", 3, *extra))
-    with monkeypatch.context() as patch:
-        _crash_at(patch, 1)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            api.distill(_config(tmp_path, "crashed", 3, *extra))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        api.distill(_config(tmp_path, "crashed", 3, *extra), callbacks=[CrashAt(2)])
     result = api.distill(_config(tmp_path, "crashed", 3, *extra), resume=True)
     assert _same(_weights(tmp_path / "full/student.safetensors"), _weights(tmp_path / "crashed/student.safetensors"))
     records = read_jsonl(tmp_path / "crashed/metrics.jsonl")
@@ -167,7 +163,7 @@ def test_resume_accepts_a_run_saved_before_a_config_key_existed(tmp_path) -> Non
     del saved["trainer"]["accumulate_grad_batches"]
     saved_path.write_text(yaml.safe_dump(saved))
     api.train(_config(tmp_path, "old", 2), resume=True)
-    assert [r["epoch"] for r in read_jsonl(tmp_path / "old/metrics.jsonl")] == [0, 1]
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "old/metrics.jsonl")] == [1, 2]
     with pytest.raises(RunFolderError, match="optim.lr"):  # a real difference is still refused
         api.train(_config(tmp_path, "old", 3, "optim.lr=0.5"), resume=True)
 
@@ -175,29 +171,20 @@ def test_resume_accepts_a_run_saved_before_a_config_key_existed(tmp_path) -> Non
 def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path) -> None:
     api.train(_config(tmp_path, "r", 2))
     metrics = tmp_path / "r/metrics.jsonl"
-    metrics.write_text(metrics.read_text() + json.dumps({"epoch": 2, "val_accuracy": 0.0}) + "\n")
+    metrics.write_text(metrics.read_text() + json.dumps({"epoch": 3, "val_accuracy": 0.0}) + "\n")
     api.train(load_config(tmp_path / "r/config.yaml", overrides=["trainer.epochs=3"]), resume=True)
     records = read_jsonl(metrics)
-    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[2]["val_accuracy"] > 0
 
 
-def test_kill_between_checkpoint_and_metrics_keeps_every_epoch(tmp_path, monkeypatch) -> None:
-    import kdistill.trainer as trainer_module
-
-    real_append = trainer_module.append_jsonl
-
-    def dies_at_epoch_one(path, record):
-        if record.get("epoch") == 1:
-            raise KeyboardInterrupt  # the process dies right after checkpointing epoch 1
-        real_append(path, record)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(trainer_module, "append_jsonl", dies_at_epoch_one)
-        with pytest.raises(KeyboardInterrupt):
-            api.train(_config(tmp_path, "k", 3))
+@pytest.mark.parametrize("event", ["on_validation_end", "on_train_epoch_end"])
+def test_a_death_around_the_epoch_checkpoint_keeps_every_epoch_once(tmp_path, event) -> None:
+    # on_validation_end: before epoch 2's metrics line and checkpoint; on_train_epoch_end: after both.
+    with pytest.raises(KeyboardInterrupt):
+        api.train(_config(tmp_path, "k", 3), callbacks=[CrashAt(2, event, KeyboardInterrupt)])
     api.train(_config(tmp_path, "k", 3), resume=True)
-    assert [r["epoch"] for r in read_jsonl(tmp_path / "k/metrics.jsonl")] == [0, 1, 2]
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "k/metrics.jsonl")] == [1, 2, 3]
 
 
 def test_kill_during_checkpoint_swap_can_resume(tmp_path, monkeypatch) -> None:
@@ -217,7 +204,7 @@ def test_kill_during_checkpoint_swap_can_resume(tmp_path, monkeypatch) -> None:
             api.train(_config(tmp_path, "swap", 3))
     assert not (tmp_path / "swap/checkpoints/last").exists()
     api.train(_config(tmp_path, "swap", 3), resume=True)
-    assert [r["epoch"] for r in read_jsonl(tmp_path / "swap/metrics.jsonl")] == [0, 1, 2]
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "swap/metrics.jsonl")] == [1, 2, 3]
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path) -> None:
@@ -347,5 +334,5 @@ def test_kill_minus_nine_then_resume(tmp_path) -> None:
     resumed = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     records = read_jsonl(run / "metrics.jsonl")
-    assert [r["epoch"] for r in records] == list(range(epochs))
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
     assert (run / "summary.json").is_file() and (run / "student.safetensors").is_file()

@@ -23,10 +23,10 @@ from kdistill.methods.base import Method, MethodContext, build_method, check_tea
 from kdistill.models.base import build_model
 from kdistill.models.weights import save_weights
 from kdistill.results import ModelRow
-from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, prepare_run_dir, write_json
+from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, write_json
 from kdistill.tasks import TASKS, Task
 from kdistill.teachers import TEACHERS, Teacher, build_teacher
-from kdistill.trainer import Trainer, make_fabric
+from kdistill.trainer import Trainer, launch_fabric, prepare_run_dir_once
 
 
 @dataclass
@@ -38,21 +38,24 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
 
 
-def train(config: RunConfig, overwrite: bool = False, resume: bool = False) -> RunResult:
-    """Plain supervised training of ``config.student`` (a teacher, or a baseline student)."""
-    return _run(config, distilling=False, overwrite=overwrite, resume=resume)
+def train(config: RunConfig, overwrite: bool = False, resume: bool = False, callbacks: list | None = None) -> RunResult:
+    """Plain supervised training of ``config.student`` (a teacher, or a baseline student). ``callbacks``: objects
+    receiving the training loop's events (``kdistill.training.callbacks``)."""
+    return _run(config, distilling=False, overwrite=overwrite, resume=resume, callbacks=callbacks)
 
 
-def distill(config: RunConfig, overwrite: bool = False, resume: bool = False) -> RunResult:
+def distill(config: RunConfig, overwrite: bool = False, resume: bool = False, callbacks: list | None = None
+            ) -> RunResult:
     """Train ``config.student`` from ``config.teacher`` with the configured methods."""
     if config.teacher is None:
         raise ConfigError(
             "distill needs a teacher: set teacher.name and teacher.weights (or --teacher/--teacher-weights)"
         )
-    return _run(config, distilling=True, overwrite=overwrite, resume=resume)
+    return _run(config, distilling=True, overwrite=overwrite, resume=resume, callbacks=callbacks)
 
 
-def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> RunResult:
+def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, callbacks: list | None = None
+         ) -> RunResult:
     # Assembled from components: the task, the teacher (its kind), the methods. Every check happens before the run
     # folder is touched or a step is taken.
     config = config.model_copy(update={"teacher": typed_teacher(config.teacher)})  # old forms, e.g. cache:<dir>
@@ -68,8 +71,8 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
         prepare_methods(methods, student, teacher, splits)
         task.check_models(student, teacher, splits)
 
-    run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume)
-    fabric = make_fabric(config, run_dir)
+    fabric = launch_fabric(config, callbacks)  # starts the other processes (each re-runs the lines above)
+    run_dir = prepare_run_dir_once(fabric, config, overwrite=overwrite, resume=resume)  # rank 0 writes; others wait
     splits, teacher = task.prepare_run(config, splits, teacher)  # e.g. embeddings: the teacher embeds once
     train_set = task.train_set(config, splits, teacher, run_dir, fabric)  # e.g. sequence KD: the teacher's text
     trainer = Trainer(config, run_dir, task, fabric)
@@ -79,6 +82,8 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     finally:
         if teacher is not None:
             teacher.close()
+    if not fabric.is_global_zero:  # one process writes the results
+        return RunResult(run_dir, config, student, {}, fit.history)
     save_weights(student, run_dir / STUDENT_WEIGHTS)
     reference = teacher.metrics_model() if teacher is not None else None  # None: a black box, no agreement
     metrics = task.final_metrics(config, run_dir, student, reference, splits)

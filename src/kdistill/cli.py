@@ -13,7 +13,7 @@ import typer
 
 from kdistill.config import RunConfig, load_config
 from kdistill.console import cli_console
-from kdistill.errors import KdistillError
+from kdistill.errors import KdistillError, TrainingInterrupted
 
 app = typer.Typer(
     add_completion=False,
@@ -41,6 +41,8 @@ FLAG_KEYS = {
     "precision": "trainer.precision",
     "accelerator": "trainer.accelerator",
     "devices": "trainer.devices",
+    "num_nodes": "trainer.num_nodes",
+    "strategy": "trainer.strategy",
     "temperature": "distill.temperature",
     "alpha": "distill.alpha",
     "workers": "trainer.num_workers",
@@ -73,7 +75,7 @@ def _print_summary(result) -> None:
         parts = [f"test accuracy {100 * m['test_accuracy']:.2f}%"]
     if "test_agreement" in m:
         parts.append(f"agreement with teacher {100 * m['test_agreement']:.2f}%")
-    parts.append(f"best val epoch {m['best_epoch'] + 1}")
+    parts.append(f"best val epoch {m['best_epoch']}")  # 1-based in summary.json too
     console.print(f"[bold]{result.run_dir}[/bold]: " + ", ".join(parts))
     console.print(f"weights: {result.run_dir / 'student.safetensors'}")
 
@@ -85,7 +87,8 @@ def _run_command(
 
     run_config = _config_from(config, flags, sets)
     result = (api.distill if kind == "distill" else api.train)(run_config, overwrite=overwrite, resume=resume)
-    _print_summary(result)
+    if result.metrics:  # the other processes of a multi-process run leave the results to rank 0
+        _print_summary(result)
 
 
 Opt = typer.Option
@@ -109,6 +112,8 @@ def train(
     precision: Annotated[str | None, Opt(help="32-true | bf16-mixed | 16-mixed")] = None,
     accelerator: Annotated[str | None, Opt(help="cpu | cuda | mps | auto")] = None,
     devices: Annotated[str | None, Opt(help="number of devices or 'auto'")] = None,
+    num_nodes: Annotated[int | None, Opt(help="machines (launch with torchrun or SLURM; docs/scaling.md)")] = None,
+    strategy: Annotated[str | None, Opt(help="auto | ddp | fsdp")] = None,
     workers: Annotated[int | None, Opt(help="DataLoader workers")] = None,
     no_progress: Annotated[bool, Opt("--no-progress", help="hide progress bars")] = False,
     set_: SetOpt = None,
@@ -144,6 +149,8 @@ def distill(
     precision: Annotated[str | None, Opt()] = None,
     accelerator: Annotated[str | None, Opt()] = None,
     devices: Annotated[str | None, Opt()] = None,
+    num_nodes: Annotated[int | None, Opt()] = None,
+    strategy: Annotated[str | None, Opt()] = None,
     workers: Annotated[int | None, Opt()] = None,
     no_progress: Annotated[bool, Opt("--no-progress")] = False,
     set_: SetOpt = None,
@@ -262,6 +269,9 @@ _mount_commands()
 def main() -> None:
     try:
         app(standalone_mode=False)
+    except TrainingInterrupted as exc:  # SIGTERM/SIGINT: checkpoint written, the message says how to resume
+        print(f"interrupted: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except KdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

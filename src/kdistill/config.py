@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from kdistill.errors import ConfigError
 
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp")  # launched by fabric.launch() in-script
+PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -210,16 +214,53 @@ class OptimConfig(_Strict):
 
 class TrainerConfig(_Strict):
     epochs: int = Field(10, gt=0)
-    batch_size: int = Field(128, gt=0)
+    batch_size: int = Field(128, gt=0, description="samples per micro-batch on each process (global: x processes)")
     eval_batch_size: int = Field(512, gt=0)
-    accelerator: str = Field("auto", description="cpu | cuda | mps | auto (Lightning Fabric)")
-    devices: int | str = Field(1, description="number of devices or 'auto'")
+    accelerator: str = Field("auto", description="cpu | cuda | gpu | mps | tpu | auto (Lightning Fabric)")
+    devices: int | str = Field(1, description="devices per node: a number, 'auto' or -1 (all)")
+    num_nodes: int = Field(1, gt=0, description="machines; launch with torchrun or SLURM (docs/scaling.md)")
     strategy: str = Field("auto", description="Lightning Fabric strategy: auto | ddp | fsdp ...")
     precision: str = Field("32-true", description="32-true | bf16-mixed | 16-mixed (Lightning Fabric)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     grad_clip: float | None = Field(None, gt=0, description="clip gradient norm to this value")
     accumulate_grad_batches: int = Field(1, gt=0, description="micro-batches per optimiser step")
+    checkpoint_every_steps: int | None = Field(
+        None, gt=0, description="also checkpoint every N optimiser steps (None: at each epoch end only)"
+    )
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="a NaN/inf loss or gradient: stop the run naming the term and batch, or skip the batch"
+    )
     progress: bool = Field(True, description="show rich progress bars")
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: str) -> str:
+        if value not in ACCELERATORS:
+            raise ValueError(f"unknown accelerator {value!r}; choose one of {', '.join(ACCELERATORS)}")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _device_count(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if value == "auto" or (isinstance(value, int) and (value > 0 or value == -1)):
+            return value
+        raise ValueError(f"devices must be a positive number, -1 (all) or 'auto', got {value!r}")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in STRATEGIES:
+            raise ValueError(f"unknown strategy {value!r}; choose one of {', '.join(STRATEGIES)}")
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        if value not in PRECISIONS:
+            raise ValueError(f"unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}")
+        return value
 
 
 class EvalConfig(_Strict):

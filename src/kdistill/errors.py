@@ -27,3 +27,16 @@ class CheckpointError(KdistillError):
 
 class RunFolderError(KdistillError):
     """The run folder exists (and neither overwrite nor resume was asked) or is not a run folder."""
+
+
+class NonFiniteError(KdistillError, FloatingPointError):
+    """A loss term, gradient or weight became NaN or infinite during training (the message names it)."""
+
+
+class TrainingInterrupted(KdistillError):
+    """SIGTERM or SIGINT stopped training after a checkpoint; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signal_number: int, message: str) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number

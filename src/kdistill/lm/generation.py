@@ -103,6 +103,13 @@ class OnPolicyMixer:
     def set_epoch(self, epoch: int) -> None:
         self.random.seed(self.seed * 100_003 + epoch)
 
+    def state_dict(self) -> dict:  # the coin flips so far, for checkpoints taken inside an epoch
+        return {"random": self.random.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        version, internal, gauss = state["random"]
+        self.random.setstate((version, tuple(internal), gauss))
+
     def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.random.random() >= self.lam:
             return batch

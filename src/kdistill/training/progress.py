@@ -1,0 +1,60 @@
+"""What a person watching sees: one progress bar over all steps and one line per epoch (numbered from 1)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def epoch_line(record: dict, epochs: int, improved: bool) -> str:
+    """'epoch 3/10  train loss 0.4123 acc 88.21%  val loss 0.3512 acc 91.03%  12.3 s  best'."""
+    skipped = f"  {record['skipped_steps']} steps skipped (non-finite)" if record.get("skipped_steps") else ""
+    return (
+        f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f} acc "
+        f"{100 * record['train_accuracy']:.2f}%  val loss {record['val_loss']:.4f} acc "
+        f"{100 * record['val_accuracy']:.2f}%  {record['epoch_time_s']:.1f} s"
+        + ("  best" if improved else "")
+        + skipped
+    )
+
+
+class ProgressDisplay:
+    """The bar (when ``show_bar``) and the epoch lines (when ``show_lines``; only rank 0 shows anything)."""
+
+    def __init__(self, title: str, total: int, show_bar: bool, show_lines: bool) -> None:
+        self.title, self.total, self.show_bar, self.show_lines = title, total, show_bar, show_lines
+        self.progress: Progress | None = None
+        self.task_id = None
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.show_bar:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"),
+                TimeElapsedColumn(),
+            )
+            self.progress.__enter__()
+            self.task_id = self.progress.add_task(self.title, total=self.total, loss=float("nan"), acc=float("nan"))
+        return self
+
+    def describe(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task_id, description=text)
+
+    def advance(self, **fields: float) -> None:  # one optimiser step
+        if self.progress is not None:
+            self.progress.update(self.task_id, advance=1, **fields)
+
+    def line(self, text: str) -> None:
+        if not self.show_lines:
+            return
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False)
+        else:
+            Console(highlight=False).print(text)
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
