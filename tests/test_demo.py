@@ -29,7 +29,7 @@ def test_run_demo_tiny(tmp_path, tiny_digits_preset) -> None:
     result = demo.run_demo(output_dir=str(tmp_path))
     top = tmp_path / "demo-digits"
     assert result.run_dir == top
-    assert [row.name for row in result.rows] == ROWS
+    assert [row.name for row in result.table.rows] == ROWS
     saved = json.loads((top / "results.json").read_text())
     rows = {row["name"]: row for row in saved["rows"]}
     assert list(rows) == ROWS

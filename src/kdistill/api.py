@@ -40,7 +40,8 @@ from kdistill.lm.pipeline import cross_tokenizer_teacher_metrics, on_policy_tran
 from kdistill.methods.base import Method, MethodContext, build_method
 from kdistill.models.base import MODEL_SOURCES, build_model
 from kdistill.models.weights import load_weights, save_weights
-from kdistill.results import ModelRow
+from kdistill.results import Environment, Row, columns_for, training_result
+from kdistill.results import RunResult as ResultTable
 from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, prepare_run_dir, write_json
 from kdistill.tasks import TASKS, Task
 from kdistill.teacher import LiveTeacher, Teacher
@@ -118,6 +119,9 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
                    epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs)
     write_json(run_dir / "summary.json", metrics)
+    training_result(f"kdistill {'distill' if distilling else 'train'}: {config.name}", task.name, metrics,
+                    sum(p.numel() for p in student.parameters()), (run_dir / STUDENT_WEIGHTS).stat().st_size,
+                    str(fabric.device)).to_json(run_dir / "results.json")
     return RunResult(run_dir, config, student, metrics, fit.history)
 
 
@@ -274,7 +278,7 @@ def evaluate(
     teacher: EvalEntry | None = None,
     eval_config: EvalConfig | None = None,
     task_name: str | None = None,
-) -> list[ModelRow]:
+) -> ResultTable:
     """Accuracy, agreement with ``teacher``, ECE, size and batch-1 latency of each model on ``data``'s test split.
 
     The task comes from the entries' run configs (``task_name`` when none is known; mixing tasks is a ConfigError).
@@ -289,7 +293,7 @@ def evaluate(
     if task_name == "causal-lm":
         from kdistill.lm.evaluation import evaluate_lm
 
-        return evaluate_lm(entries, data, teacher, eval_config, task)
+        return _eval_result(data, task_name, evaluate_lm(entries, data, teacher, eval_config, task), eval_config)
     splits = load_data(data)
     rows, teacher_logits = [], None
     if teacher is not None:
@@ -301,7 +305,12 @@ def evaluate(
             raise ModelError(f"{entry.name}: no weights to evaluate")
         model = build_model(entry.model, splits.input_shape, splits.num_classes, role=entry.name)
         rows.append(evaluate_model(entry.name, model, splits, teacher_logits, eval_config, task)[0])
-    return rows
+    return _eval_result(data, task_name, rows, eval_config)
+
+
+def _eval_result(data: DataConfig, task_name: str, rows: list[Row], eval_config: EvalConfig) -> ResultTable:
+    return ResultTable(f"kdistill eval: {data.name} (test split)", task_name, columns_for(task_name), rows,
+                       Environment.capture("cpu", eval_config.threads))  # speed is timed on the CPU
 
 
 def evaluate_model(
@@ -311,11 +320,10 @@ def evaluate_model(
     teacher_logits: torch.Tensor | None,
     eval_config: EvalConfig,
     task: Task,
-) -> tuple[ModelRow, torch.Tensor]:
+) -> tuple[Row, torch.Tensor]:
     logits, targets = predict(model, splits.test, task=task)
     speed = speed_with(eval_config, model, splits.sample_input())
-    row = ModelRow(
-        name=name,
+    row = Row(name, dict(
         parameters=speed.parameters,
         size_bytes=speed.size_bytes,
         test_accuracy=accuracy(logits, targets),
@@ -323,7 +331,7 @@ def evaluate_model(
         ece=expected_calibration_error(logits, targets, eval_config.ece_bins),
         latency_ms=speed.latency_ms,
         throughput=speed.throughput,
-    )
+    ))
     return row, logits
 
 

@@ -6,6 +6,7 @@ Bad input ends with one line on stderr (``error: ...``) and exit status 2, never
 from __future__ import annotations
 
 import pickle
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -176,7 +177,7 @@ def eval_(
     teacher, latency of one max_length sequence and tokens/s."""
     from kdistill import api
     from kdistill.config import DataConfig, EvalConfig, ModelConfig
-    from kdistill.results import print_table, save_table
+    from kdistill.render import print_result, save
 
     entries, data_config = [], None
     for run in runs or []:
@@ -196,12 +197,11 @@ def eval_(
     data_config = data_config or (teacher_config.data if teacher_config else None) or DataConfig()
     if data or data_root:
         data_config = data_config.model_copy(update={k: v for k, v in {"name": data, "root": data_root}.items() if v})
-    rows = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads), task)
-    title = f"kdistill eval: {data_config.name} (test split)"
-    print_table(rows, title, console=console)
+    result = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads), task)
+    result.command = shlex.join(["kdistill", *sys.argv[1:]])
+    print_result(result, console)
     if output:
-        output.mkdir(parents=True, exist_ok=True)
-        save_table(rows, output, title)
+        save(result, output)
 
 
 @app.command()
@@ -214,10 +214,10 @@ def demo(
 ) -> None:
     """Teacher, student alone and student distilled, trained and measured side by side."""
     from kdistill.demo import run_demo
-    from kdistill.results import print_table
+    from kdistill.render import print_result
 
     result = run_demo(data=data, output_dir=output_dir, name=name, overwrite=overwrite, seed=seed)
-    print_table(result.rows, result.title, result.caption, console=console)
+    print_result(result.table, console)
     console.print(f"run folder: {result.run_dir} (results.md, results.json, one sub-folder per model)")
 
 

@@ -25,13 +25,12 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.table import Table
 
-from kdistill import api
+from kdistill import api, render
 from kdistill.adapters import extra_parameters
 from kdistill.cache import CACHE_METHODS, build_cache
 from kdistill.config import RunConfig
@@ -40,7 +39,8 @@ from kdistill.errors import ConfigError, RegistryError, RunFolderError
 from kdistill.evaluate import accuracy, predict
 from kdistill.methods import METHODS
 from kdistill.models.base import build_model
-from kdistill.runs import CONFIG_FILE, check_same_config, find_checkpoint, prepare_run_dir, read_json, write_json
+from kdistill.results import Column, Environment, Row, RunResult
+from kdistill.runs import CONFIG_FILE, check_same_config, find_checkpoint, prepare_run_dir, read_json
 
 CACHE_DIR = "teacher-cache"
 BASELINE = "student-alone"
@@ -339,7 +339,7 @@ def compare(
     title = f"kdistill compare: {config.data.name}, {len(entries)} methods x {len(seeds)} seeds"
     result = CompareResult(folder, title, _caption(config, seeds, cache_info), command, teacher_acc, rows, alone,
                            cache_info)
-    save(result)
+    save(result, str(_device(config)))
     return result
 
 
@@ -380,27 +380,41 @@ def _equivalent_command(folder: Path, entries: list[MethodEntry], seeds: list[in
 
 # ----- the table -----
 
-COLUMNS = ["#", "Method", "Teacher", "Test acc, last epoch (%)", "Test acc, best-val (%)", "Gap recovered",
-           "s/epoch", "vs alone", "Extra params"]
+COLUMNS = [
+    Column("rank", "#", "int", description="by the mean test accuracy of the last epoch"),
+    Column("teacher", "Teacher", "text", description="cache: stored teacher outputs; live: the teacher ran every step"),
+    Column("test_accuracy", "Test acc, last epoch (%)", "points", unit="fraction", spread="test_accuracy_std"),
+    Column("test_accuracy_best", "Test acc, best-val (%)", "points", unit="fraction", spread="test_accuracy_best_std"),
+    Column("gap_recovered", "Gap recovered", "signed_percent", unit="fraction",
+           description="(method - alone) / (teacher - alone), last-epoch means"),
+    Column("epoch_time_s", "s/epoch", "float", 2, unit="s"),
+    Column("epoch_time_vs_alone", "vs alone", "ratio"),
+    Column("extra_parameters", "Extra params", "int", unit="count", description="the methods' adapters and heads"),
+]
 
 
-def _pct(stat: Stat) -> str:
-    std = "-" if stat.std is None else f"{100 * stat.std:.2f}"
-    return f"{100 * stat.mean:.2f} ± {std}"
+def _row(row: CompareRow, rank: int | None, role: str) -> Row:
+    values = {"rank": rank, "teacher": row.teacher, "test_accuracy": row.test_accuracy.mean,
+              "test_accuracy_std": row.test_accuracy.std, "test_accuracy_best": row.test_accuracy_best.mean,
+              "test_accuracy_best_std": row.test_accuracy_best.std, "gap_recovered": row.gap_recovered,
+              "epoch_time_s": row.epoch_time_s, "epoch_time_vs_alone": row.epoch_time_vs_alone,
+              "extra_parameters": row.extra_parameters}
+    return Row(row.method, values, {"role": role, "weights": row.weights, "gap_recovered_best": row.gap_recovered_best,
+                                    "per_seed": row.per_seed})
 
 
-def _row_cells(rank: str, row: CompareRow) -> list[str]:
-    gap = "-" if row.gap_recovered is None else f"{100 * row.gap_recovered:+.1f}%"
-    relative = "-" if row.epoch_time_vs_alone is None else f"{row.epoch_time_vs_alone:.2f}x"
-    extra = "-" if row.extra_parameters is None else f"{row.extra_parameters:,}"
-    return [rank, row.method, row.teacher, _pct(row.test_accuracy), _pct(row.test_accuracy_best), gap,
-            f"{row.epoch_time_s:.2f}", relative, extra]
-
-
-def table_cells(result: CompareResult) -> list[list[str]]:
-    teacher = ["", "Teacher", "-", f"{100 * result.teacher_test_accuracy:.2f}", "-", "100%", "-", "-", "-"]
-    cells = [teacher] + ([_row_cells("", result.baseline)] if result.baseline else [])
-    return cells + [_row_cells(str(rank), row) for rank, row in enumerate(result.rows, start=1)]
+def to_result(result: CompareResult, environment: Environment | None = None) -> RunResult:
+    """The comparison as a result table: the teacher, the student alone, then the methods ranked, best first."""
+    teacher = Row("Teacher", {"teacher": "-", "test_accuracy": result.teacher_test_accuracy, "gap_recovered": 1.0},
+                  {"role": "teacher"})
+    rows = [teacher] + ([_row(result.baseline, None, "baseline")] if result.baseline else [])
+    rows += [_row(row, rank, "method") for rank, row in enumerate(result.rows, start=1)]
+    details = {"ranked_by": "test_accuracy (mean over seeds, last epoch)", "folder": str(result.folder),
+               "teacher_test_accuracy": result.teacher_test_accuracy, "cache": result.cache}
+    return RunResult(result.title, "classification", list(COLUMNS), rows, environment or Environment.capture(),
+                     caption=result.caption + f" Per-seed numbers: results.json; one run folder per method and seed "
+                                              f"in {result.folder}.",
+                     command=result.command, name_label="Method", details=details)
 
 
 def _caption(config: RunConfig, seeds: list[int], cache_info: dict | None) -> str:
@@ -423,31 +437,6 @@ def _cache_origin(cache_info: dict) -> str:
     return f"built in {cache_info['build_s']:.1f} s"
 
 
-def rich_table(result: CompareResult) -> Table:
-    table = Table(title=result.title, caption=result.caption)
-    for index, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if index in (1, 2) else "right")
-    for cells in table_cells(result):
-        table.add_row(*cells)
-    return table
-
-
-def markdown(result: CompareResult) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if index in (1, 2) else "---:" for index in range(len(COLUMNS))) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_cells(result)]
-    return (f"# {result.title}\n\nCommand:\n\n```\n{result.command}\n```\n\n" + "\n".join(lines) +
-            f"\n\n{result.caption}\n\nPer-seed numbers: results.json; one run folder per method and seed in "
-            f"{result.folder}.\n")
-
-
-def save(result: CompareResult) -> None:
-    (result.folder / "results.md").write_text(markdown(result))
-    write_json(result.folder / "results.json", {
-        "title": result.title, "caption": result.caption, "command": result.command,
-        "ranked_by": "test_accuracy.mean (last epoch)",
-        "teacher_test_accuracy": result.teacher_test_accuracy,
-        "baseline": asdict(result.baseline) if result.baseline else None,
-        "rows": [asdict(row) for row in result.rows],
-        "cache": result.cache,
-    })
+def save(result: CompareResult, device: str = "cpu") -> None:
+    """results.md and results.json of the comparison (``device``: where the runs trained)."""
+    render.save(to_result(result, Environment.capture(device)), result.folder)
