@@ -136,3 +136,24 @@ def test_help_and_usage_errors_do_not_import_torch_or_lightning() -> None:
                             env={**os.environ, "PYTHONPATH": SRC})
     assert result.stdout.strip() == "[]", result.stderr
     assert "No such option: --epoch" in result.stderr
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", "resnet"])
+def test_a_wrong_builtin_model_kwarg_lists_the_valid_ones(model, tmp_path, monkeypatch, capsys) -> None:
+    from kdistill.models.builtin import BUILTIN_MODELS, builtin_kwargs
+
+    assert set(BUILTIN_MODELS) == {"mlp", "cnn", "resnet"}  # a new built-in model joins the parametrisation
+    code, _, err = run_main(monkeypatch, capsys, "train", "--student", model, "--student-kwargs",
+                            "{hidden: [256, 256]}", "--output-dir", str(tmp_path), "--no-progress")
+    line = assert_one_error_line(code, err)
+    assert "'hidden'" in line
+    for kwarg in builtin_kwargs(model):
+        assert f"{kwarg} (default " in line
+    assert not any(tmp_path.iterdir())  # refused before the run folder exists
+
+
+def test_a_misspelt_kwarg_gets_a_suggestion(tmp_path, monkeypatch, capsys) -> None:
+    code, _, err = run_main(monkeypatch, capsys, "train", "--student-kwargs", "{widht: 8}",
+                            "--output-dir", str(tmp_path), "--no-progress")
+    line = assert_one_error_line(code, err)
+    assert "did you mean 'width'?" in line and "width (default 128), depth (default 2), dropout (default 0.0)" in line
