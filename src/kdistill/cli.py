@@ -92,30 +92,67 @@ def _run_command(
 
 Opt = typer.Option
 
+# One help text per flag, shared by train and distill (and the config key each flag sets, from FLAG_KEYS).
+HELP = {
+    "name": "run name: the folder under --output-dir",
+    "output_dir": "parent folder of run folders",
+    "data": "digits | fashion-mnist | imagefolder:<path> | csv:<path> | text:<path> | jsonl:<path>",
+    "data_root": "folder with the data files (fashion-mnist IDX files)",
+    "student": "model: mlp | cnn | resnet | timm:<n> | torchvision:<n> | hf:<n> | file:<path.py>:<factory>",
+    "student_kwargs": "model kwargs as YAML, e.g. '{width: 16, depth: 1}' (docs/cli.md lists each model's)",
+    "student_weights": "initial weights of the student (.safetensors or torch checkpoint)",
+    "teacher": "teacher model name (same forms as --student)",
+    "teacher_kwargs": "teacher kwargs as YAML",
+    "teacher_weights": "teacher weights (.safetensors or torch checkpoint)",
+    "temperature": "softmax temperature T > 0 of the soft targets",
+    "alpha": "weight of the hard-label loss, in [0, 1]",
+    "method": "method[=weight], repeatable: --method kd --method at=1000 (default kd=1)",
+    "epochs": "passes over the training split",
+    "batch_size": "samples per training batch",
+    "lr": "peak learning rate",
+    "optimizer": "sgd | adamw | adam",
+    "seed": "training seed: initialisation, shuffling, augmentation",
+    "precision": "32-true | bf16-mixed | 16-mixed",
+    "accelerator": "cpu | cuda | mps | auto",
+    "devices": "number of devices or 'auto'",
+    "workers": "DataLoader worker processes",
+    "no_progress": "hide progress bars",
+    "set_": "override any config key: trainer.epochs=5 (repeatable; `kdistill config --explain` lists them)",
+    "overwrite": "replace an existing run folder",
+    "resume": "continue an interrupted run from its last checkpoint",
+}
+
+
+def flag(key: str, *names: str):
+    return Opt(*names, help=HELP[key])
+
+
+SetFlag = Annotated[list[str] | None, flag("set_", "--set", "-s")]
+
 
 @app.command()
 def train(
     config: ConfigArg = None,
-    name: Annotated[str | None, Opt(help="run name (folder under --output-dir)")] = None,
-    output_dir: Annotated[str | None, Opt(help="parent folder of runs")] = None,
-    data: Annotated[str | None, Opt(help="digits | fashion-mnist | imagefolder:<path> | csv:<path>")] = None,
-    data_root: Annotated[str | None, Opt(help="folder with data files")] = None,
-    student: Annotated[str | None, Opt(help="model: mlp | cnn | resnet | timm:<n> | torchvision:<n> | file:..")] = None,
-    student_kwargs: Annotated[str | None, Opt(help="model kwargs as YAML, e.g. '{width: 16}'")] = None,
-    student_weights: Annotated[str | None, Opt(help="initial weights")] = None,
-    epochs: Annotated[int | None, Opt()] = None,
-    batch_size: Annotated[int | None, Opt()] = None,
-    lr: Annotated[float | None, Opt()] = None,
-    optimizer: Annotated[str | None, Opt(help="sgd | adamw | adam")] = None,
-    seed: Annotated[int | None, Opt()] = None,
-    precision: Annotated[str | None, Opt(help="32-true | bf16-mixed | 16-mixed")] = None,
-    accelerator: Annotated[str | None, Opt(help="cpu | cuda | mps | auto")] = None,
-    devices: Annotated[str | None, Opt(help="number of devices or 'auto'")] = None,
-    workers: Annotated[int | None, Opt(help="DataLoader workers")] = None,
-    no_progress: Annotated[bool, Opt("--no-progress", help="hide progress bars")] = False,
-    set_: SetOpt = None,
-    overwrite: Annotated[bool, Opt(help="replace an existing run folder")] = False,
-    resume: Annotated[bool, Opt(help="continue an interrupted run from its last checkpoint")] = False,
+    name: Annotated[str | None, flag("name")] = None,
+    output_dir: Annotated[str | None, flag("output_dir")] = None,
+    data: Annotated[str | None, flag("data")] = None,
+    data_root: Annotated[str | None, flag("data_root")] = None,
+    student: Annotated[str | None, flag("student")] = None,
+    student_kwargs: Annotated[str | None, flag("student_kwargs")] = None,
+    student_weights: Annotated[str | None, flag("student_weights")] = None,
+    epochs: Annotated[int | None, flag("epochs")] = None,
+    batch_size: Annotated[int | None, flag("batch_size")] = None,
+    lr: Annotated[float | None, flag("lr")] = None,
+    optimizer: Annotated[str | None, flag("optimizer")] = None,
+    seed: Annotated[int | None, flag("seed")] = None,
+    precision: Annotated[str | None, flag("precision")] = None,
+    accelerator: Annotated[str | None, flag("accelerator")] = None,
+    devices: Annotated[str | None, flag("devices")] = None,
+    workers: Annotated[int | None, flag("workers")] = None,
+    no_progress: Annotated[bool, flag("no_progress", "--no-progress")] = False,
+    set_: SetFlag = None,
+    overwrite: Annotated[bool, flag("overwrite")] = False,
+    resume: Annotated[bool, flag("resume")] = False,
 ) -> None:
     """Plain supervised training (a teacher, or a baseline student)."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "resume")}
@@ -125,32 +162,32 @@ def train(
 @app.command()
 def distill(
     config: ConfigArg = None,
-    teacher: Annotated[str | None, Opt(help="teacher model name (as for --student)")] = None,
-    teacher_kwargs: Annotated[str | None, Opt(help="teacher kwargs as YAML")] = None,
-    teacher_weights: Annotated[str | None, Opt(help="teacher weights (.safetensors or torch checkpoint)")] = None,
-    temperature: Annotated[float | None, Opt("--temperature", "-T", help="softmax temperature T > 0")] = None,
-    alpha: Annotated[float | None, Opt(help="weight of the hard-label loss, in [0, 1]")] = None,
-    method: Annotated[list[str] | None, Opt(help="method[=weight], repeatable; default kd=1")] = None,
-    name: Annotated[str | None, Opt()] = None,
-    output_dir: Annotated[str | None, Opt()] = None,
-    data: Annotated[str | None, Opt()] = None,
-    data_root: Annotated[str | None, Opt()] = None,
-    student: Annotated[str | None, Opt()] = None,
-    student_kwargs: Annotated[str | None, Opt()] = None,
-    student_weights: Annotated[str | None, Opt()] = None,
-    epochs: Annotated[int | None, Opt()] = None,
-    batch_size: Annotated[int | None, Opt()] = None,
-    lr: Annotated[float | None, Opt()] = None,
-    optimizer: Annotated[str | None, Opt()] = None,
-    seed: Annotated[int | None, Opt()] = None,
-    precision: Annotated[str | None, Opt()] = None,
-    accelerator: Annotated[str | None, Opt()] = None,
-    devices: Annotated[str | None, Opt()] = None,
-    workers: Annotated[int | None, Opt()] = None,
-    no_progress: Annotated[bool, Opt("--no-progress")] = False,
-    set_: SetOpt = None,
-    overwrite: Annotated[bool, Opt()] = False,
-    resume: Annotated[bool, Opt()] = False,
+    teacher: Annotated[str | None, flag("teacher")] = None,
+    teacher_kwargs: Annotated[str | None, flag("teacher_kwargs")] = None,
+    teacher_weights: Annotated[str | None, flag("teacher_weights")] = None,
+    temperature: Annotated[float | None, flag("temperature", "--temperature", "-T")] = None,
+    alpha: Annotated[float | None, flag("alpha")] = None,
+    method: Annotated[list[str] | None, flag("method")] = None,
+    name: Annotated[str | None, flag("name")] = None,
+    output_dir: Annotated[str | None, flag("output_dir")] = None,
+    data: Annotated[str | None, flag("data")] = None,
+    data_root: Annotated[str | None, flag("data_root")] = None,
+    student: Annotated[str | None, flag("student")] = None,
+    student_kwargs: Annotated[str | None, flag("student_kwargs")] = None,
+    student_weights: Annotated[str | None, flag("student_weights")] = None,
+    epochs: Annotated[int | None, flag("epochs")] = None,
+    batch_size: Annotated[int | None, flag("batch_size")] = None,
+    lr: Annotated[float | None, flag("lr")] = None,
+    optimizer: Annotated[str | None, flag("optimizer")] = None,
+    seed: Annotated[int | None, flag("seed")] = None,
+    precision: Annotated[str | None, flag("precision")] = None,
+    accelerator: Annotated[str | None, flag("accelerator")] = None,
+    devices: Annotated[str | None, flag("devices")] = None,
+    workers: Annotated[int | None, flag("workers")] = None,
+    no_progress: Annotated[bool, flag("no_progress", "--no-progress")] = False,
+    set_: SetFlag = None,
+    overwrite: Annotated[bool, flag("overwrite")] = False,
+    resume: Annotated[bool, flag("resume")] = False,
 ) -> None:
     """Distil a teacher into a student: alpha * CE + (1 - alpha) * sum of method terms (T^2 * KL for kd)."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "resume")}
@@ -166,7 +203,7 @@ def eval_(
     teacher_run: Annotated[Path | None, Opt("--teacher", help="run folder of the teacher (for agreement)")] = None,
     task: Annotated[str | None, Opt(help="classification | causal-lm (default: the runs' task)")] = None,
     data: Annotated[str | None, Opt(help="data set (default: the first run's)")] = None,
-    data_root: Annotated[str | None, Opt()] = None,
+    data_root: Annotated[str | None, flag("data_root")] = None,
     latency_runs: Annotated[int, Opt(help="timed batch-1 runs")] = 100,
     threads: Annotated[int | None, Opt(help="torch threads for latency")] = None,
     output: Annotated[Path | None, Opt(help="also save the table here (folder)")] = None,
@@ -207,9 +244,9 @@ def eval_(
 @app.command()
 def demo(
     data: Annotated[str, Opt(help="digits | fashion-mnist")] = "digits",
-    output_dir: Annotated[str, Opt()] = "runs",
+    output_dir: Annotated[str, flag("output_dir")] = "runs",
     name: Annotated[str | None, Opt(help="run folder name (default demo-<data>)")] = None,
-    seed: Annotated[int, Opt()] = 0,
+    seed: Annotated[int, flag("seed")] = 0,
     overwrite: Annotated[bool, Opt(help="replace an existing demo folder")] = False,
 ) -> None:
     """Teacher, student alone and student distilled, trained and measured side by side."""
@@ -239,12 +276,19 @@ def corpus(
 
 
 @app.command("config")
-def show_config(config: ConfigArg = None, set_: SetOpt = None) -> None:
+def show_config(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    explain: Annotated[bool, Opt("--explain", help="add every field's description as a YAML comment")] = False,
+) -> None:
     """Print the resolved config (defaults + file + overrides) as YAML."""
     import yaml
 
+    from kdistill.commands.explain import explained_yaml
+
     resolved = load_config(config, set_)
-    console.print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), end="", markup=False)
+    text = explained_yaml(resolved) if explain else yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False)
+    console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
 
 
 def _mount_commands() -> None:
