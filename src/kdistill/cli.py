@@ -287,7 +287,7 @@ def show_config(
 
     resolved = load_config(config, set_)
     text = explained_yaml(resolved) if explain else yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False)
-    console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)  # wrapping breaks YAML
 
 
 def _mount_commands() -> None:

@@ -5,6 +5,7 @@ The presets are ordinary RunConfigs; ``kdistill demo --print-config`` shows them
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -80,6 +81,8 @@ def run_demo(data: str = "digits", output_dir: str = "runs", name: str | None = 
     d = configs["student-distilled"].distill
     caption = (f"test split; distilled with T={d.temperature}, alpha={d.alpha}; latency = median of "
                f"{configs['teacher'].eval.latency_runs} batch-1 CPU runs; agreement = same top-1 as the teacher")
-    table = replace(measured, title=f"kdistill demo: {data}", caption=caption, command=f"kdistill demo --data {data}")
+    command = shlex.join(["kdistill", "demo", "--data", data, "--output-dir", output_dir, "--name", name,
+                          "--seed", str(seed)])
+    table = replace(measured, title=f"kdistill demo: {data}", caption=caption, command=command)
     save(table, top)
     return DemoResult(top, table)

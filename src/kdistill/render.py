@@ -101,4 +101,7 @@ def save(result: RunResult, folder: str | Path, with_markdown: bool = True) -> P
 
 
 def print_result(result: RunResult, console: Console | None = None) -> None:
-    (console or Console()).print(rich_table(result))
+    """The table, then where it was measured (the same line results.md ends with)."""
+    console = console or Console()
+    console.print(rich_table(result))
+    console.print(environment_line(result), style="dim", markup=False, highlight=False)
