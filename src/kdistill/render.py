@@ -73,7 +73,8 @@ def rich_table(result: RunResult) -> Table:
 
 def environment_line(result: RunResult) -> str:
     env = result.environment
-    return (f"Measured with torch {env.torch} on {env.device}, {env.threads} threads, {env.cpu}; "
+    threads = f"{env.threads} thread" + ("s" if env.threads != 1 else "")
+    return (f"Measured with torch {env.torch} on {env.device}, {threads}, {env.cpu}; "
             f"kdistill {env.kdistill}, Python {env.python}; {env.date}.")
 
 
