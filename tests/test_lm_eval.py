@@ -26,6 +26,7 @@ from kdistill.errors import ConfigError  # noqa: E402
 from kdistill.evaluate import task_metrics  # noqa: E402
 from kdistill.lm.task import CausalLMTask  # noqa: E402
 from kdistill.models import build_model, save_weights  # noqa: E402
+from kdistill.results import RunResult
 
 MAX_LENGTH = 32
 TEACHER = ModelConfig(name="tiny-gpt2", kwargs={"hidden": 32, "n_layer": 1, "heads": 2})
@@ -130,6 +131,12 @@ def test_lm_eval_reports_perplexity_agreement_and_speed(lm_runs, tmp_path, monke
     assert rows["student"]["agreement"] == pytest.approx(summary["test_agreement"])
     assert rows["teacher"]["perplexity"] == pytest.approx(summary["teacher_test_perplexity"], rel=1e-5)
     assert 0.0 < rows["student"]["agreement"] < 1.0
+    # The run's own results.json: the same figures under the language-model columns.
+    own = RunResult.from_json(runs / "student/results.json")
+    assert own.task == "causal-lm" and [row.name for row in own.rows] == ["teacher", "student"]
+    assert own.row("student").values["perplexity"] == summary["test_perplexity"]
+    assert own.row("student").values["agreement"] == summary["test_agreement"]
+    assert own.row("teacher").values["perplexity"] == summary["teacher_test_perplexity"]
 
 
 def test_lm_eval_of_the_teacher_against_itself_and_a_bare_checkpoint(lm_runs, monkeypatch, capsys):
