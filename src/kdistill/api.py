@@ -39,6 +39,7 @@ from kdistill.lm.embedding_task import (
 from kdistill.lm.pipeline import cross_tokenizer_teacher_metrics, on_policy_transform, sequence_kd_train_set, setup_lm
 from kdistill.methods.base import Method, MethodContext, build_method
 from kdistill.models.base import MODEL_SOURCES, build_model
+from kdistill.models.given import GivenModels, fresh_copy  # issue 18: nn.Module objects as teacher/student
 from kdistill.models.weights import load_weights, save_weights
 from kdistill.results import Environment, Row, columns_for, training_result
 from kdistill.results import RunResult as ResultTable
@@ -57,32 +58,48 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
 
 
-def train(config: RunConfig, overwrite: bool = False, resume: bool = False) -> RunResult:
-    """Plain supervised training of ``config.student`` (a teacher, or a baseline student)."""
-    return _run(config, distilling=False, overwrite=overwrite, resume=resume)
+def train(config: RunConfig, overwrite: bool = False, resume: bool = False, *,
+          student: nn.Module | None = None) -> RunResult:
+    """Plain supervised training of ``config.student`` (a teacher, or a baseline student), or of ``student``."""
+    return _run(config, distilling=False, overwrite=overwrite, resume=resume, given=GivenModels(student=student))
 
 
-def distill(config: RunConfig, overwrite: bool = False, resume: bool = False) -> RunResult:
-    """Train ``config.student`` from ``config.teacher`` with the configured methods."""
-    if config.teacher is None:
+def distill(config: RunConfig, overwrite: bool = False, resume: bool = False, *, teacher: nn.Module | None = None,
+            student: nn.Module | None = None) -> RunResult:
+    """Train ``config.student`` (or the module ``student``) from ``config.teacher`` (or the module ``teacher``)."""
+    if config.teacher is None and teacher is None:
         raise ConfigError(
             "distill needs a teacher: set teacher.name and teacher.weights (or --teacher/--teacher-weights)"
         )
-    return _run(config, distilling=True, overwrite=overwrite, resume=resume)
+    return _run(config, distilling=True, overwrite=overwrite, resume=resume,
+                given=GivenModels(student=student, teacher=teacher))
 
 
-def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> RunResult:
+def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool,
+         given: GivenModels = GivenModels()) -> RunResult:
     # Every check happens before the run folder is touched or a step is taken.
+    from kdistill.data.compat import adopt_teacher_data, check_teacher_data  # issue 18: same data as the teacher
+    from kdistill.models.run_folder import resolve_run_models
+
+    config = given.recorded_in(resolve_run_models(config))  # run folders -> their models; modules -> module:<cls>
+    if distilling:
+        config = adopt_teacher_data(config)
     task = TASKS.get(config.task)()
     if task.name == "embedding":  # no labels: resolves data.tokenizer, refuses alpha > 0 and cache teachers
         config = check_embedding_config(config, distilling)
     splits = load_data(config.data)
+    if distilling:
+        check_teacher_data(config, splits)
     cached = distilling and config.teacher is not None and config.teacher.name.startswith("cache:")
     lm = setup_lm(config, splits, distilling, cached)  # LM options, teacher tokenizer (+ teacher tokens for uld)
     teacher_vocab = lm.teacher_num_classes if lm is not None else None  # another tokenizer: its own vocabulary size
-    teacher_model = build_teacher(config, splits, teacher_vocab) if distilling and not cached else None
+    teacher_model = given.checked("teacher", splits.input_shape, teacher_vocab or splits.num_classes)
+    if teacher_model is None and distilling and not cached:
+        teacher_model = build_teacher(config, splits, teacher_vocab)
     L.seed_everything(config.seed, verbose=False)
-    student = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
+    student = given.checked("student", splits.input_shape, splits.num_classes)
+    if student is None:
+        student = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
     methods = build_methods(config, splits) if distilling else {}
     check_embedding_methods(config.task, methods)
     if distilling:
@@ -109,15 +126,23 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
         if teacher is not None:
             teacher.close()
     save_weights(student, run_dir / STUDENT_WEIGHTS)
+    from kdistill.models.hf_save import save_hf_format  # issue 18: HF students also as save_pretrained (run/hf/)
 
-    if cached:  # the cache's teacher model, when its weights are still there: agreement and teacher metrics
+    save_hf_format(student, config, run_dir)
+
+    if cached and config.eval.teacher_metrics:  # the cache's teacher model, if its weights are still there
         from kdistill.cache import teacher_model_for_metrics
 
         teacher_model = teacher_model_for_metrics(config, splits)
+    if not config.eval.teacher_metrics:  # eval.teacher_metrics: false skips the final teacher pass over test
+        teacher_model = None
     metrics = run_metrics(config, run_dir, student, teacher_model, splits, task,
                           cross_tokenizer=lm is not None and lm.cross_tokenizer)
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
                    epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs)
+    from kdistill.models.run_folder import DATA_RECORD_KEY, data_record  # issue 18: a run folder is a model
+
+    metrics[DATA_RECORD_KEY] = data_record(config.data, splits.num_classes, splits.input_shape, splits.class_names)
     write_json(run_dir / "summary.json", metrics)
     training_result(f"kdistill {'distill' if distilling else 'train'}: {config.name}", task.name, metrics,
                     sum(p.numel() for p in student.parameters()), (run_dir / STUDENT_WEIGHTS).stat().st_size,
@@ -219,7 +244,7 @@ def final_metrics(
     }
     best_weights = run_dir / "checkpoints/best" / STUDENT_WEIGHTS
     if best_weights.is_file():
-        best = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
+        best = fresh_copy(config.student, student, splits.input_shape, splits.num_classes)
         load_weights(best, best_weights, role="student")
         metrics["test_accuracy_best"] = accuracy(
             predict(best, splits.test, config.trainer.eval_batch_size, task)[0], targets

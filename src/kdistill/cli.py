@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from kdistill.config import RunConfig, load_config
+from kdistill.commands.options import SetFlag, config_from, flag
+from kdistill.config import load_config
 from kdistill.console import cli_console
 from kdistill.errors import KdistillError
 
@@ -24,46 +25,8 @@ app = typer.Typer(
 )
 console = cli_console()
 
-# Flag -> config key. Every flag has a key; every key can also be set with --set key=value.
-FLAG_KEYS = {
-    "name": "name",
-    "output_dir": "output_dir",
-    "seed": "seed",
-    "data": "data.name",
-    "data_root": "data.root",
-    "student": "student.name",
-    "student_weights": "student.weights",
-    "teacher": "teacher.name",
-    "teacher_weights": "teacher.weights",
-    "epochs": "trainer.epochs",
-    "batch_size": "trainer.batch_size",
-    "lr": "optim.lr",
-    "optimizer": "optim.name",
-    "precision": "trainer.precision",
-    "accelerator": "trainer.accelerator",
-    "devices": "trainer.devices",
-    "temperature": "distill.temperature",
-    "alpha": "distill.alpha",
-    "workers": "trainer.num_workers",
-}
-
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config (optional; flags and --set override it)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override any key: trainer.epochs=5")]
-
-
-def _config_from(config_path: Path | None, flags: dict, sets: list[str] | None) -> RunConfig:
-    overrides = [f"{FLAG_KEYS[k]}={v}" for k, v in flags.items() if v is not None and k in FLAG_KEYS]
-    if flags.get("no_progress"):
-        overrides.append("trainer.progress=false")
-    if flags.get("student_kwargs"):
-        overrides.append(f"student.kwargs={flags['student_kwargs']}")
-    if flags.get("teacher_kwargs"):
-        overrides.append(f"teacher.kwargs={flags['teacher_kwargs']}")
-    if flags.get("method"):
-        weights = dict(item.split("=", 1) if "=" in item else (item, "1.0") for item in flags["method"])
-        overrides.append("distill.methods={" + ", ".join(f"{k}: {v}" for k, v in weights.items()) + "}")
-    return load_config(config_path, overrides + list(sets or []))
-
 
 def _print_summary(result) -> None:
     m = result.metrics
@@ -77,6 +40,8 @@ def _print_summary(result) -> None:
     parts.append(f"best val epoch {m['best_epoch'] + 1}")
     console.print(f"[bold]{result.run_dir}[/bold]: " + ", ".join(parts))
     console.print(f"weights: {result.run_dir / 'student.safetensors'}")
+    if (result.run_dir / "hf").is_dir():  # a transformers student, also as save_pretrained
+        console.print(f"Hugging Face format: {result.run_dir / 'hf'} (AutoModelForCausalLM.from_pretrained)")
 
 
 def _run_command(
@@ -84,49 +49,12 @@ def _run_command(
 ) -> None:
     from kdistill import api
 
-    run_config = _config_from(config, flags, sets)
+    run_config = config_from(config, flags, sets)
     result = (api.distill if kind == "distill" else api.train)(run_config, overwrite=overwrite, resume=resume)
     _print_summary(result)
 
 
 Opt = typer.Option
-
-# One help text per flag, shared by train and distill (and the config key each flag sets, from FLAG_KEYS).
-HELP = {
-    "name": "run name: the folder under --output-dir",
-    "output_dir": "parent folder of run folders",
-    "data": "digits | fashion-mnist | imagefolder:<path> | csv:<path> | text:<path> | jsonl:<path>",
-    "data_root": "folder with the data files (fashion-mnist IDX files)",
-    "student": "model: mlp | cnn | resnet | timm:<n> | torchvision:<n> | hf:<n> | file:<path.py>:<factory>",
-    "student_kwargs": "model kwargs as YAML, e.g. '{width: 16, depth: 1}' (docs/cli.md lists each model's)",
-    "student_weights": "initial weights of the student (.safetensors or torch checkpoint)",
-    "teacher": "teacher model name (same forms as --student)",
-    "teacher_kwargs": "teacher kwargs as YAML",
-    "teacher_weights": "teacher weights (.safetensors or torch checkpoint)",
-    "temperature": "softmax temperature T > 0 of the soft targets",
-    "alpha": "weight of the hard-label loss, in [0, 1]",
-    "method": "method[=weight], repeatable: --method kd --method at=1000 (default kd=1)",
-    "epochs": "passes over the training split",
-    "batch_size": "samples per training batch",
-    "lr": "peak learning rate",
-    "optimizer": "sgd | adamw | adam",
-    "seed": "training seed: initialisation, shuffling, augmentation",
-    "precision": "32-true | bf16-mixed | 16-mixed",
-    "accelerator": "cpu | cuda | mps | auto",
-    "devices": "number of devices or 'auto'",
-    "workers": "DataLoader worker processes",
-    "no_progress": "hide progress bars",
-    "set_": "override any config key: trainer.epochs=5 (repeatable; `kdistill config --explain` lists them)",
-    "overwrite": "replace an existing run folder",
-    "resume": "continue an interrupted run from its last checkpoint",
-}
-
-
-def flag(key: str, *names: str):
-    return Opt(*names, help=HELP[key])
-
-
-SetFlag = Annotated[list[str] | None, flag("set_", "--set", "-s")]
 
 
 @app.command()
@@ -196,7 +124,7 @@ def distill(
 @app.command("eval")
 def eval_(
     runs: Annotated[list[Path] | None, typer.Argument(help="finished run folders")] = None,
-    model: Annotated[str | None, Opt(help="evaluate one checkpoint: its model name")] = None,
+    model: Annotated[str | None, Opt(help="evaluate one checkpoint: its model name, or a run folder")] = None,
     model_kwargs: Annotated[str | None, Opt(help="its kwargs as YAML")] = None,
     weights: Annotated[str | None, Opt(help="its weights")] = None,
     teacher_run: Annotated[Path | None, Opt("--teacher", help="run folder of the teacher (for agreement)")] = None,
@@ -211,8 +139,11 @@ def eval_(
 
     Language-model runs (task causal-lm): loss per token, perplexity, next-token accuracy, top-1 agreement with the
     teacher, latency of one max_length sequence and tokens/s."""
+    from dataclasses import replace
+
     from kdistill import api
     from kdistill.config import DataConfig, EvalConfig, ModelConfig
+    from kdistill.models.run_folder import is_run_folder
     from kdistill.render import print_result, save
 
     entries, data_config = [], None
@@ -220,7 +151,12 @@ def eval_(
         entry, run_config = api.entry_from_run(run)
         entries.append(entry)
         data_config = data_config or run_config.data
-    if model:
+    if model and is_run_folder(model):  # --model runs/x: that run's model, its weights (or --weights) and task
+        entry, run_config = api.entry_from_run(model)
+        entries.append(entry if weights is None else replace(entry, model=entry.model.model_copy(
+            update={"weights": weights})))
+        data_config = data_config or run_config.data
+    elif model:
         import yaml
 
         kwargs = yaml.safe_load(model_kwargs) if model_kwargs else {}

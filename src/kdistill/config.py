@@ -118,6 +118,9 @@ class DistillConfig(_Strict):
     sequence_kd: SequenceKDConfig | None = Field(
         None, description="causal-lm: train on the teacher's completions, e.g. {max_new_tokens: 64} (None: off)"
     )
+    allow_data_mismatch: bool = Field(
+        False, description="accept data that differs from the teacher run's (source, root, classes, input shape)"
+    )
 
     @field_validator("temperature")
     @classmethod
@@ -149,6 +152,7 @@ class OptimConfig(_Strict):
     lr: float = Field(3e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="weight decay (decoupled for adamw)")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    nesterov: bool = Field(True, description="sgd only: Nesterov momentum (false: classical momentum)")
     schedule: Literal["cosine", "step", "constant"] = Field("cosine", description="cosine | step | constant, per step")
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up from 0 to lr over this many epochs")
     step_size: int = Field(30, gt=0, description="step schedule: epochs between decays")
@@ -179,6 +183,10 @@ class EvalConfig(_Strict):
     throughput_batch: int = Field(256, gt=0, description="batch size of the throughput measurement")
     threads: int | None = Field(None, gt=0, description="torch threads during latency runs (None: keep current)")
     ece_bins: int = Field(15, gt=0, description="equal-width confidence bins of the calibration error (ECE)")
+    teacher_metrics: bool = Field(
+        True, description="run the teacher over the test split at the end (teacher accuracy, agreement); false saves "
+        "that pass, which dominates short runs from a cache or with a big teacher"
+    )
 
 
 class RunConfig(_Strict):
@@ -255,6 +263,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     student = tree.get("student")
     if isinstance(student, dict) and "name" not in student:  # `student.kwargs=...` keeps the default student
         tree["student"] = {"name": RunConfig().student.name, **student}
+    teacher = tree.get("teacher")
+    if isinstance(teacher, dict) and "name" not in teacher and Path(str(teacher.get("weights"))).is_dir():
+        tree["teacher"] = {"name": teacher["weights"], **teacher}  # `--teacher-weights runs/t`: that run's model
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
