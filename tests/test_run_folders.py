@@ -165,3 +165,14 @@ def test_cache_build_takes_the_distill_flags(csv_teacher, tmp_path, monkeypatch,
     code, _, err = run_main(monkeypatch, capsys, "distill", *TINY, "--data", data, "--name", "cached",
                             "--output-dir", str(tmp_path), "--teacher", f"cache:{tmp_path / 'cache'}")
     assert code == 0, err
+
+
+def test_digits_read_without_scikit_learn_match_its_loader():
+    """The digits source reads scikit-learn's CSV itself (no sklearn import, less memory); same samples."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from kdistill.data.digits import _read_digits_csv
+
+    pixels, labels = _read_digits_csv()
+    reference = sklearn_digits()
+    assert (pixels == reference.data).all() and (labels == reference.target).all()
