@@ -21,7 +21,7 @@ console = cli_console()
 
 @app.command()
 def build(
-    config: Annotated[Path | None, typer.Argument(help="run config YAML (optional: the same flags as distill)")] = None,
+    config: Annotated[Path | None, typer.Argument(help="run config YAML; or give the flags of distill")] = None,
     cache_dir: Path | None = typer.Option(None, "--dir", help="cache folder (default: <output_dir>/cache/<name>)"),
     mode: str = typer.Option("full", "--mode", help="full (every class) | topk (k classes + rest mass)"),
     k: int | None = typer.Option(None, "--k", help="classes kept with --mode topk"),
