@@ -54,9 +54,9 @@ class _NoCapture:
         return "", ""
 
 
-def test_summary_records_the_data_and_load_model_returns_the_trained_module(csv_teacher):
+def test_run_folder_records_the_data_and_load_model_returns_the_trained_module(csv_teacher):
     run, data = csv_teacher
-    record = json.loads((run / "summary.json").read_text())["data"]
+    record = json.loads((run / "data.json").read_text())
     assert record == {"name": data, "root": None, "num_classes": 3, "input_shape": [3], "class_names": ["x", "y", "z"]}
     model = load_model(run)
     assert isinstance(model, nn.Module) and not model.training

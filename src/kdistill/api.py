@@ -140,9 +140,10 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool,
                           cross_tokenizer=lm is not None and lm.cross_tokenizer)
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
                    epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs)
-    from kdistill.models.run_folder import DATA_RECORD_KEY, data_record  # issue 18: a run folder is a model
+    from kdistill.models.run_folder import DATA_RECORD_FILE, data_record  # issue 18: a run folder is a model
 
-    metrics[DATA_RECORD_KEY] = data_record(config.data, splits.num_classes, splits.input_shape, splits.class_names)
+    write_json(run_dir / DATA_RECORD_FILE,
+               data_record(config.data, splits.num_classes, splits.input_shape, splits.class_names))
     write_json(run_dir / "summary.json", metrics)
     training_result(f"kdistill {'distill' if distilling else 'train'}: {config.name}", task.name, metrics,
                     sum(p.numel() for p in student.parameters()), (run_dir / STUDENT_WEIGHTS).stat().st_size,

@@ -1,7 +1,7 @@
 """A teacher and its student see the same data: same source, root, class count, class names and order, input shape.
 
 When the teacher comes from a run folder (``--teacher runs/t``, or weights inside one), that run's config.yaml and
-summary.json say what it was trained on. A distill run that does not name its data (no ``data`` key in the config
+data.json say what it was trained on. A distill run that does not name its data (no ``data`` key in the config
 file, no ``--data``/``--data-root``/``--set data.*``) takes the teacher's, and says so in one line. A run that names
 other data is refused before anything is trained, unless ``distill.allow_data_mismatch: true`` (e.g. a transfer
 set on purpose).

@@ -2,9 +2,9 @@
 ``--student runs/base`` (start from it), ``kdistill eval --model runs/x`` and ``kdistill.load_model("runs/x")``.
 
 A run folder (``config.yaml`` + ``student.safetensors``) stands for the model it trained: its student's name and
-kwargs, with the folder's final weights. Its ``summary.json`` records the data the model was trained on (source,
-class count and names, input shape; ``data_record``), so a model can be rebuilt without loading that data again and
-a teacher's data can be checked against the student's (``kdistill.data.compat``).
+kwargs, with the folder's final weights. Its ``data.json`` records the data the model was trained on (source, class
+count and names, input shape; kept out of summary.json, whose values are all figures), so a model can be rebuilt
+without loading that data again and a teacher's data can be checked against the student's (``kdistill.data.compat``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from kdistill.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"  # the same names as kdistill.runs (not imported: runs imports the config dump only)
 STUDENT_WEIGHTS = "student.safetensors"
-SUMMARY_FILE = "summary.json"
-DATA_RECORD_KEY = "data"  # summary.json: {"name", "root", "num_classes", "input_shape", "class_names"}
+DATA_RECORD_FILE = "data.json"  # {"name", "root", "num_classes", "input_shape", "class_names"}
 MAX_WEIGHTS_DEPTH = 3  # runs/x/checkpoints/best/student.safetensors still belongs to runs/x
 
 
@@ -79,25 +78,23 @@ def resolve_run_models(config: RunConfig) -> RunConfig:
 
 
 def data_record(data: DataConfig, num_classes: int, input_shape: tuple[int, ...], class_names: list[str]) -> dict:
-    """What summary.json records of a run's data: enough to rebuild its model and to compare two runs' data."""
+    """What data.json records of a run's data: enough to rebuild its model and to compare two runs' data."""
     return {"name": data.name, "root": data.root, "num_classes": num_classes, "input_shape": list(input_shape),
             "class_names": list(class_names)}
 
 
 def read_data_record(run_dir: str | Path) -> dict | None:
-    """The run's data record from its summary.json; None for runs written before it was recorded."""
+    """The run's data record (data.json); None for runs written before it was recorded."""
     import json
 
-    summary = Path(run_dir) / SUMMARY_FILE
-    if not summary.is_file():
-        return None
-    return json.loads(summary.read_text()).get(DATA_RECORD_KEY)
+    record = Path(run_dir) / DATA_RECORD_FILE
+    return json.loads(record.read_text()) if record.is_file() else None
 
 
 def load_model(run_dir: str | Path) -> nn.Module:
     """The trained student of a finished run folder, with its final weights, in eval mode.
 
-    The input shape and class count come from the run's summary.json (older runs: from loading its data again).
+    The input shape and class count come from the run's data.json (older runs: from loading its data again).
     """
     from kdistill.models.base import build_model
 
