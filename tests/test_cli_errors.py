@@ -33,7 +33,7 @@ def assert_one_error_line(code: int, err: str, expected_code: int = 2) -> str:
         (["corpus"], "Missing argument 'path'"),  # missing argument
         (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),  # bad value of a typed option
         (["eval", "--latency-runs", "1.5"], "Invalid value for '--latency-runs'"),
-        (["cache", "build"], "Missing argument 'config'"),  # in a sub-app
+        (["cache", "info"], "Missing argument 'DIR'"),  # in a sub-app (cache build: CONFIG optional, flags instead)
         (["cache", "nosuch"], "No such command 'nosuch'"),
         (["train", "--name"], "Option '--name' requires an argument"),  # option without its value
         (["compare", "x.yaml", "--baseline=3"], "--baseline"),  # a flag given a value
