@@ -109,25 +109,26 @@ def main() -> None:
     runs = alone + cached + ([live] if live else []) + ([topk_run] if topk_run else [])
     entries = [api.EvalEntry(r.run_dir.name, r.config.student.model_copy(
         update={"weights": str(r.run_dir / STUDENT_WEIGHTS)})) for r in runs]
-    rows = {row.name: row for row in api.evaluate(entries, DATA, teacher=api.EvalEntry("teacher", teacher))}
+    measured = api.evaluate(entries, DATA, teacher=api.EvalEntry("teacher", teacher))
+    rows = {row.name: row.values for row in measured.rows}
     teacher_row, student_row = rows["teacher"], rows[alone[0].run_dir.name]
     accuracy = lambda results: mean_std([r.metrics["test_accuracy"] for r in results])  # noqa: E731
     summary.update(
-        teacher={"accuracy": teacher_row.test_accuracy, "parameters": teacher_row.parameters,
-                 "size_bytes": teacher_row.size_bytes, "latency_ms": teacher_row.latency_ms,
-                 "throughput": teacher_row.throughput},
-        student={"parameters": student_row.parameters, "size_bytes": student_row.size_bytes,
-                 "latency_ms": statistics.median(rows[r.run_dir.name].latency_ms for r in runs),
-                 "throughput": statistics.median(rows[r.run_dir.name].throughput for r in runs)},
+        teacher={"accuracy": teacher_row["test_accuracy"], "parameters": teacher_row["parameters"],
+                 "size_bytes": teacher_row["size_bytes"], "latency_ms": teacher_row["latency_ms"],
+                 "throughput": teacher_row["throughput"]},
+        student={"parameters": student_row["parameters"], "size_bytes": student_row["size_bytes"],
+                 "latency_ms": statistics.median(rows[r.run_dir.name]["latency_ms"] for r in runs),
+                 "throughput": statistics.median(rows[r.run_dir.name]["throughput"] for r in runs)},
         alone=accuracy(alone) | {"epoch_s": statistics.mean(r.metrics["epoch_time_s"] for r in alone),
-                                 "agreement": [rows[r.run_dir.name].agreement for r in alone]},
+                                 "agreement": [rows[r.run_dir.name]["agreement"] for r in alone]},
         distilled_cache=accuracy(cached) | {"epoch_s": statistics.mean(r.metrics["epoch_time_s"] for r in cached),
-                                            "agreement": [rows[r.run_dir.name].agreement for r in cached]},
+                                            "agreement": [rows[r.run_dir.name]["agreement"] for r in cached]},
     )
     if live:
         summary["distilled_live"] = {"accuracy": live.metrics["test_accuracy"], "epoch_s": live.metrics["epoch_time_s"],
-                                     "agreement": rows[live.run_dir.name].agreement}
-    gap = teacher_row.test_accuracy - summary["alone"]["mean"]
+                                     "agreement": rows[live.run_dir.name]["agreement"]}
+    gap = teacher_row["test_accuracy"] - summary["alone"]["mean"]
     summary["gap_recovered"] = (summary["distilled_cache"]["mean"] - summary["alone"]["mean"]) / gap
     summary["total_s"] = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(summary, indent=2))

@@ -89,6 +89,11 @@ def compared(setup) -> dict:
             "results": json.loads((folder / "results.json").read_text())}
 
 
+def method_rows(results: dict) -> list[dict]:
+    """The ranked rows of results.json (the teacher and the student alone come first, unranked)."""
+    return [row for row in results["rows"] if row["role"] == "method"]
+
+
 def summary(folder: Path, run: str) -> dict:
     return json.loads((folder / run / "summary.json").read_text())
 
@@ -105,7 +110,7 @@ def test_table_files_and_command_line(compared) -> None:
     assert "Ranked by the mean test accuracy of the LAST epoch" in markdown
     for label in LABELS:
         assert f"| {label} |" in markdown
-    assert sorted(row["method"] for row in results["rows"]) == sorted(LABELS)
+    assert sorted(row["name"] for row in method_rows(results)) == sorted(LABELS)
     assert "compare folder:" in compared["out"]
 
 
@@ -115,14 +120,16 @@ def test_means_stds_and_gap_recomputed_from_the_run_summaries(compared, setup) -
     alone_last = statistics.mean(s["test_accuracy"] for s in alone)
     alone_time = statistics.mean(s["epoch_time_s"] for s in alone)
     teacher = setup["teacher_accuracy"]
-    assert results["teacher_test_accuracy"] == pytest.approx(teacher)
-    assert results["baseline"]["test_accuracy"]["mean"] == pytest.approx(alone_last)
-    for row in results["rows"]:
-        runs = [summary(folder, f"{row['method']}-seed{seed}") for seed in SEEDS]
+    assert results["details"]["teacher_test_accuracy"] == pytest.approx(teacher)
+    rows = {row["name"]: row for row in results["rows"]}
+    assert rows["Teacher"]["test_accuracy"] == pytest.approx(teacher)
+    assert rows["student-alone"]["test_accuracy"] == pytest.approx(alone_last)
+    for row in method_rows(results):
+        runs = [summary(folder, f"{row['name']}-seed{seed}") for seed in SEEDS]
         for key in ("test_accuracy", "test_accuracy_best"):
             values = [s[key] for s in runs]
-            assert row[key]["mean"] == pytest.approx(statistics.mean(values))
-            assert row[key]["std"] == pytest.approx(statistics.stdev(values))
+            assert row[key] == pytest.approx(statistics.mean(values))
+            assert row[f"{key}_std"] == pytest.approx(statistics.stdev(values))
             assert [s[key] for s in row["per_seed"]] == pytest.approx(values)
         assert [s["seed"] for s in row["per_seed"]] == SEEDS
         last = statistics.mean(s["test_accuracy"] for s in runs)
@@ -131,8 +138,9 @@ def test_means_stds_and_gap_recomputed_from_the_run_summaries(compared, setup) -
         mean_time = statistics.mean(s["epoch_time_s"] for s in runs)
         assert row["epoch_time_s"] == pytest.approx(mean_time)
         assert row["epoch_time_vs_alone"] == pytest.approx(mean_time / alone_time)
-    means = [row["test_accuracy"]["mean"] for row in results["rows"]]
+    means = [row["test_accuracy"] for row in method_rows(results)]
     assert means == sorted(means, reverse=True)  # ranked by the last-epoch mean
+    assert [row["rank"] for row in method_rows(results)] == list(range(1, len(LABELS) + 1))
 
 
 def test_one_cache_for_the_logit_only_runs_and_live_teacher_for_feature_methods(compared) -> None:
@@ -147,7 +155,7 @@ def test_one_cache_for_the_logit_only_runs_and_live_teacher_for_feature_methods(
         for label in ("rkd", "kd=0.5+fitnet"):
             assert run_config(folder, f"{label}-seed{seed}")["teacher"]["name"] == "cnn"
         assert run_config(folder, f"student-alone-seed{seed}")["teacher"] is None
-    kinds = {row["method"]: row["teacher"] for row in compared["results"]["rows"]}
+    kinds = {row["name"]: row["teacher"] for row in method_rows(compared["results"])}
     assert kinds == {"kd": "cache", "dkd": "cache", "rkd": "live", "kd=0.5+fitnet": "live"}
 
 
@@ -160,7 +168,7 @@ def test_combinations_weights_options_and_extra_parameters(compared) -> None:
     assert relational["methods"] == {"rkd": 2.0}
     assert relational["method_options"] == {"rkd": {"distance_weight": 20.0}}
     assert run_config(folder, "kd-seed0")["distill"]["method_options"] == {}
-    extra = {row["method"]: row["extra_parameters"] for row in compared["results"]["rows"]}
+    extra = {row["name"]: row["extra_parameters"] for row in method_rows(compared["results"])}
     # fitnet on the penultimate features: Linear(8 student units -> 32 teacher channels) = 8 * 32 + 32.
     assert extra == {"kd": 0, "dkd": 0, "rkd": 0, "kd=0.5+fitnet": 8 * 32 + 32}
 

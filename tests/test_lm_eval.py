@@ -25,6 +25,7 @@ from kdistill.data import load_data  # noqa: E402
 from kdistill.errors import ConfigError  # noqa: E402
 from kdistill.evaluate import task_metrics  # noqa: E402
 from kdistill.models import build_model, save_weights  # noqa: E402
+from kdistill.results import RunResult
 from kdistill.tasks import CausalLMTask  # noqa: E402
 
 MAX_LENGTH = 32
@@ -105,7 +106,9 @@ def test_lm_eval_reports_perplexity_agreement_and_speed(lm_runs, tmp_path, monke
     assert header == ["Model", "Params", "Size", "Loss/token", "Perplexity", "Next-token acc", "Agree", "ms (b=1)",
                       "tokens/s"]
     assert "ECE" not in out and "samples/s" not in out
-    rows = {row["name"]: row for row in json.loads((tmp_path / "table/results.json").read_text())["rows"]}
+    saved = json.loads((tmp_path / "table/results.json").read_text())
+    assert saved["task"] == "causal-lm"
+    rows = {row["name"]: row for row in saved["rows"]}
     assert list(rows) == ["teacher", "student"]
 
     splits = load_data(lm_runs["data"])
@@ -114,7 +117,7 @@ def test_lm_eval_reports_perplexity_agreement_and_speed(lm_runs, tmp_path, monke
         row = rows[name]
         model = build_model(config, splits.input_shape, splits.num_classes)
         loss, accuracy = naive_next_token(model, splits.test)
-        assert row["task"] == "causal-lm" and "ece" not in row
+        assert "ece" not in row
         assert row["test_loss"] == pytest.approx(loss, rel=1e-5)
         assert row["perplexity"] == pytest.approx(math.exp(loss), rel=1e-5)
         assert row["test_accuracy"] == pytest.approx(accuracy)
@@ -128,6 +131,12 @@ def test_lm_eval_reports_perplexity_agreement_and_speed(lm_runs, tmp_path, monke
     assert rows["student"]["agreement"] == pytest.approx(summary["test_agreement"])
     assert rows["teacher"]["perplexity"] == pytest.approx(summary["teacher_test_perplexity"], rel=1e-5)
     assert 0.0 < rows["student"]["agreement"] < 1.0
+    # The run's own results.json: the same figures under the language-model columns.
+    own = RunResult.from_json(runs / "student/results.json")
+    assert own.task == "causal-lm" and [row.name for row in own.rows] == ["teacher", "student"]
+    assert own.row("student").values["perplexity"] == summary["test_perplexity"]
+    assert own.row("student").values["agreement"] == summary["test_agreement"]
+    assert own.row("teacher").values["perplexity"] == summary["teacher_test_perplexity"]
 
 
 def test_lm_eval_of_the_teacher_against_itself_and_a_bare_checkpoint(lm_runs, monkeypatch, capsys):

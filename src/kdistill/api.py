@@ -18,11 +18,16 @@ from kdistill import methods as _methods  # noqa: F401  (registers methods)
 from kdistill import models as _models  # noqa: F401  (registers model sources)
 from kdistill.config import DataConfig, EvalConfig, ModelConfig, RunConfig, typed_teacher
 from kdistill.data.base import DataSplits, load_data
+from kdistill.data.compat import adopt_teacher_data, check_teacher_data
 from kdistill.errors import ConfigError
 from kdistill.methods.base import Method, MethodContext, build_method, check_teacher_capabilities
 from kdistill.models.base import build_model
+from kdistill.models.given import GivenModels  # nn.Module objects as teacher/student
+from kdistill.models.hf_save import save_hf_format
+from kdistill.models.run_folder import DATA_RECORD_FILE, data_record, resolve_run_models
 from kdistill.models.weights import save_weights
-from kdistill.results import ModelRow
+from kdistill.results import Environment, columns_for, training_result
+from kdistill.results import RunResult as ResultTable
 from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, write_json
 from kdistill.tasks import TASKS, Task
 from kdistill.teachers import TEACHERS, Teacher, build_teacher
@@ -38,35 +43,45 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
 
 
-def train(config: RunConfig, overwrite: bool = False, resume: bool = False, callbacks: list | None = None) -> RunResult:
-    """Plain supervised training of ``config.student`` (a teacher, or a baseline student). ``callbacks``: objects
-    receiving the training loop's events (``kdistill.training.callbacks``)."""
-    return _run(config, distilling=False, overwrite=overwrite, resume=resume, callbacks=callbacks)
+def train(config: RunConfig, overwrite: bool = False, resume: bool = False, callbacks: list | None = None, *,
+          student: nn.Module | None = None) -> RunResult:
+    """Plain supervised training of ``config.student`` (a teacher, or a baseline student), or of the module
+    ``student``. ``callbacks``: objects receiving the training loop's events (``kdistill.training.callbacks``)."""
+    return _run(config, distilling=False, overwrite=overwrite, resume=resume, callbacks=callbacks,
+                given=GivenModels(student=student))
 
 
-def distill(config: RunConfig, overwrite: bool = False, resume: bool = False, callbacks: list | None = None
-            ) -> RunResult:
-    """Train ``config.student`` from ``config.teacher`` with the configured methods."""
-    if config.teacher is None:
+def distill(config: RunConfig, overwrite: bool = False, resume: bool = False, callbacks: list | None = None, *,
+            teacher: nn.Module | None = None, student: nn.Module | None = None) -> RunResult:
+    """Train ``config.student`` (or the module ``student``) from ``config.teacher`` (or the module ``teacher``)."""
+    if config.teacher is None and teacher is None:
         raise ConfigError(
             "distill needs a teacher: set teacher.name and teacher.weights (or --teacher/--teacher-weights)"
         )
-    return _run(config, distilling=True, overwrite=overwrite, resume=resume, callbacks=callbacks)
+    return _run(config, distilling=True, overwrite=overwrite, resume=resume, callbacks=callbacks,
+                given=GivenModels(student=student, teacher=teacher))
 
 
-def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, callbacks: list | None = None
-         ) -> RunResult:
+def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, callbacks: list | None = None,
+         given: GivenModels = GivenModels()) -> RunResult:
     # Assembled from components: the task, the teacher (its kind), the methods. Every check happens before the run
     # folder is touched or a step is taken.
+    config = given.recorded_in(resolve_run_models(config))  # run folders -> their models; modules -> module:<cls>
     config = config.model_copy(update={"teacher": typed_teacher(config.teacher)})  # old forms, e.g. cache:<dir>
+    if distilling:
+        config = adopt_teacher_data(config)
     task = TASKS.get(config.task)()
     config = task.check_config(config, distilling)
     splits = load_data(config.data)
+    if distilling:
+        check_teacher_data(config, splits)
     methods = build_methods(config, splits, task) if distilling else {}
     splits = task.prepare_data(config, splits, distilling)  # e.g. teacher tokens for a teacher with its own tokenizer
-    teacher = build_teacher(config, splits, task) if distilling else None
+    teacher = given_teacher(given, splits, task) or (build_teacher(config, splits, task) if distilling else None)
     L.seed_everything(config.seed, verbose=False)
-    student = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
+    student = given.checked("student", splits.input_shape, splits.num_classes)
+    if student is None:
+        student = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
     if teacher is not None:
         prepare_methods(methods, student, teacher, splits)
         task.check_models(student, teacher, splits)
@@ -85,11 +100,19 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, cal
     if not fabric.is_global_zero:  # one process writes the results
         return RunResult(run_dir, config, student, {}, fit.history)
     save_weights(student, run_dir / STUDENT_WEIGHTS)
-    reference = teacher.metrics_model() if teacher is not None else None  # None: a black box, no agreement
+    save_hf_format(student, config, run_dir)
+    reference = None  # a black box has no model: no agreement; eval.teacher_metrics: false skips the teacher pass
+    if teacher is not None and config.eval.teacher_metrics:
+        reference = teacher.metrics_model()
     metrics = task.final_metrics(config, run_dir, student, reference, splits)
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
                    epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs)
+    write_json(run_dir / DATA_RECORD_FILE,
+               data_record(config.data, splits.num_classes, splits.input_shape, splits.class_names))
     write_json(run_dir / "summary.json", metrics)
+    training_result(f"kdistill {'distill' if distilling else 'train'}: {config.name}", task.name, metrics,
+                    sum(p.numel() for p in student.parameters()), (run_dir / STUDENT_WEIGHTS).stat().st_size,
+                    str(fabric.device)).to_json(run_dir / "results.json")
     return RunResult(run_dir, config, student, metrics, fit.history)
 
 
@@ -130,6 +153,14 @@ def prepare_methods(methods: dict[str, Method], student: nn.Module, teacher: Tea
     for method in methods.values():
         method.prepare(context)
     teacher.tap(sorted({name for m in methods.values() for name in m.teacher_taps()}))
+
+
+def given_teacher(given: GivenModels, splits: DataSplits, task: Task) -> Teacher | None:
+    """A teacher module passed to ``api.distill`` (checked like a built one), behind the live-teacher interface."""
+    from kdistill.teachers import LiveTeacher
+
+    module = given.checked("teacher", splits.input_shape, task.teacher_num_classes(splits))
+    return LiveTeacher(module, task=task) if module is not None else None
 
 
 # ----- evaluation of finished runs and checkpoints -----
@@ -179,7 +210,7 @@ def evaluate(
     teacher: EvalEntry | None = None,
     eval_config: EvalConfig | None = None,
     task_name: str | None = None,
-) -> list[ModelRow]:
+) -> ResultTable:
     """Accuracy, agreement with ``teacher``, ECE, size and batch-1 latency of each model on ``data``'s test split.
 
     The task comes from the entries' run configs (``task_name`` when none is known; mixing tasks is a ConfigError).
@@ -189,8 +220,10 @@ def evaluate(
     eval_config = eval_config or EvalConfig()
     if task_name is not None:
         TASKS.get(task_name)  # an unknown name is a one-line error before anything else
-    task = TASKS.get(eval_task(entries, teacher, task_name))()
-    return task.evaluate(entries, data, teacher, eval_config)
+    task_name = eval_task(entries, teacher, task_name)
+    rows = TASKS.get(task_name)().evaluate(entries, data, teacher, eval_config)
+    return ResultTable(f"kdistill eval: {data.name} (test split)", task_name, columns_for(task_name), rows,
+                       Environment.capture("cpu", eval_config.threads))  # speed is timed on the CPU
 
 
 def compare(config: RunConfig, methods: list[str] | str, seeds=(0, 1, 2), **options):

@@ -5,15 +5,17 @@ Bad input ends with one line on stderr (``error: ...``) and exit status 2, never
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from kdistill.config import RunConfig, load_config
+from kdistill.commands.options import SetFlag, config_from, flag
+from kdistill.config import load_config
 from kdistill.console import cli_console
-from kdistill.errors import KdistillError, TrainingInterrupted
+from kdistill.errors import KdistillError
 
 app = typer.Typer(
     add_completion=False,
@@ -23,48 +25,8 @@ app = typer.Typer(
 )
 console = cli_console()
 
-# Flag -> config key. Every flag has a key; every key can also be set with --set key=value.
-FLAG_KEYS = {
-    "name": "name",
-    "output_dir": "output_dir",
-    "seed": "seed",
-    "data": "data.name",
-    "data_root": "data.root",
-    "student": "student.name",
-    "student_weights": "student.weights",
-    "teacher": "teacher.name",
-    "teacher_weights": "teacher.weights",
-    "epochs": "trainer.epochs",
-    "batch_size": "trainer.batch_size",
-    "lr": "optim.lr",
-    "optimizer": "optim.name",
-    "precision": "trainer.precision",
-    "accelerator": "trainer.accelerator",
-    "devices": "trainer.devices",
-    "num_nodes": "trainer.num_nodes",
-    "strategy": "trainer.strategy",
-    "temperature": "distill.temperature",
-    "alpha": "distill.alpha",
-    "workers": "trainer.num_workers",
-}
-
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config (optional; flags and --set override it)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override any key: trainer.epochs=5")]
-
-
-def _config_from(config_path: Path | None, flags: dict, sets: list[str] | None) -> RunConfig:
-    overrides = [f"{FLAG_KEYS[k]}={v}" for k, v in flags.items() if v is not None and k in FLAG_KEYS]
-    if flags.get("no_progress"):
-        overrides.append("trainer.progress=false")
-    if flags.get("student_kwargs"):
-        overrides.append(f"student.kwargs={flags['student_kwargs']}")
-    if flags.get("teacher_kwargs"):
-        overrides.append(f"teacher.kwargs={flags['teacher_kwargs']}")
-    if flags.get("method"):
-        weights = dict(item.split("=", 1) if "=" in item else (item, "1.0") for item in flags["method"])
-        overrides.append("distill.methods={" + ", ".join(f"{k}: {v}" for k, v in weights.items()) + "}")
-    return load_config(config_path, overrides + list(sets or []))
-
 
 def _print_summary(result) -> None:
     m = result.metrics
@@ -78,6 +40,8 @@ def _print_summary(result) -> None:
     parts.append(f"best val epoch {m['best_epoch']}")  # 1-based in summary.json too
     console.print(f"[bold]{result.run_dir}[/bold]: " + ", ".join(parts))
     console.print(f"weights: {result.run_dir / 'student.safetensors'}")
+    if (result.run_dir / "hf").is_dir():  # a transformers student, also as save_pretrained
+        console.print(f"Hugging Face format: {result.run_dir / 'hf'} (AutoModelForCausalLM.from_pretrained)")
 
 
 def _run_command(
@@ -85,7 +49,7 @@ def _run_command(
 ) -> None:
     from kdistill import api
 
-    run_config = _config_from(config, flags, sets)
+    run_config = config_from(config, flags, sets)
     result = (api.distill if kind == "distill" else api.train)(run_config, overwrite=overwrite, resume=resume)
     if result.metrics:  # the other processes of a multi-process run leave the results to rank 0
         _print_summary(result)
@@ -97,28 +61,28 @@ Opt = typer.Option
 @app.command()
 def train(
     config: ConfigArg = None,
-    name: Annotated[str | None, Opt(help="run name (folder under --output-dir)")] = None,
-    output_dir: Annotated[str | None, Opt(help="parent folder of runs")] = None,
-    data: Annotated[str | None, Opt(help="digits | fashion-mnist | imagefolder:<path> | csv:<path>")] = None,
-    data_root: Annotated[str | None, Opt(help="folder with data files")] = None,
-    student: Annotated[str | None, Opt(help="model: mlp | cnn | resnet | timm:<n> | torchvision:<n> | file:..")] = None,
-    student_kwargs: Annotated[str | None, Opt(help="model kwargs as YAML, e.g. '{width: 16}'")] = None,
-    student_weights: Annotated[str | None, Opt(help="initial weights")] = None,
-    epochs: Annotated[int | None, Opt()] = None,
-    batch_size: Annotated[int | None, Opt()] = None,
-    lr: Annotated[float | None, Opt()] = None,
-    optimizer: Annotated[str | None, Opt(help="sgd | adamw | adam")] = None,
-    seed: Annotated[int | None, Opt()] = None,
-    precision: Annotated[str | None, Opt(help="32-true | bf16-mixed | 16-mixed")] = None,
-    accelerator: Annotated[str | None, Opt(help="cpu | cuda | mps | auto")] = None,
-    devices: Annotated[str | None, Opt(help="number of devices or 'auto'")] = None,
-    num_nodes: Annotated[int | None, Opt(help="machines (launch with torchrun or SLURM; docs/scaling.md)")] = None,
-    strategy: Annotated[str | None, Opt(help="auto | ddp | fsdp")] = None,
-    workers: Annotated[int | None, Opt(help="DataLoader workers")] = None,
-    no_progress: Annotated[bool, Opt("--no-progress", help="hide progress bars")] = False,
-    set_: SetOpt = None,
-    overwrite: Annotated[bool, Opt(help="replace an existing run folder")] = False,
-    resume: Annotated[bool, Opt(help="continue an interrupted run from its last checkpoint")] = False,
+    name: Annotated[str | None, flag("name")] = None,
+    output_dir: Annotated[str | None, flag("output_dir")] = None,
+    data: Annotated[str | None, flag("data")] = None,
+    data_root: Annotated[str | None, flag("data_root")] = None,
+    student: Annotated[str | None, flag("student")] = None,
+    student_kwargs: Annotated[str | None, flag("student_kwargs")] = None,
+    student_weights: Annotated[str | None, flag("student_weights")] = None,
+    epochs: Annotated[int | None, flag("epochs")] = None,
+    batch_size: Annotated[int | None, flag("batch_size")] = None,
+    lr: Annotated[float | None, flag("lr")] = None,
+    optimizer: Annotated[str | None, flag("optimizer")] = None,
+    seed: Annotated[int | None, flag("seed")] = None,
+    precision: Annotated[str | None, flag("precision")] = None,
+    accelerator: Annotated[str | None, flag("accelerator")] = None,
+    devices: Annotated[str | None, flag("devices")] = None,
+    num_nodes: Annotated[int | None, flag("num_nodes")] = None,
+    strategy: Annotated[str | None, flag("strategy")] = None,
+    workers: Annotated[int | None, flag("workers")] = None,
+    no_progress: Annotated[bool, flag("no_progress", "--no-progress")] = False,
+    set_: SetFlag = None,
+    overwrite: Annotated[bool, flag("overwrite")] = False,
+    resume: Annotated[bool, flag("resume")] = False,
 ) -> None:
     """Plain supervised training (a teacher, or a baseline student)."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "resume")}
@@ -128,34 +92,34 @@ def train(
 @app.command()
 def distill(
     config: ConfigArg = None,
-    teacher: Annotated[str | None, Opt(help="teacher model name (as for --student)")] = None,
-    teacher_kwargs: Annotated[str | None, Opt(help="teacher kwargs as YAML")] = None,
-    teacher_weights: Annotated[str | None, Opt(help="teacher weights (.safetensors or torch checkpoint)")] = None,
-    temperature: Annotated[float | None, Opt("--temperature", "-T", help="softmax temperature T > 0")] = None,
-    alpha: Annotated[float | None, Opt(help="weight of the hard-label loss, in [0, 1]")] = None,
-    method: Annotated[list[str] | None, Opt(help="method[=weight], repeatable; default kd=1")] = None,
-    name: Annotated[str | None, Opt()] = None,
-    output_dir: Annotated[str | None, Opt()] = None,
-    data: Annotated[str | None, Opt()] = None,
-    data_root: Annotated[str | None, Opt()] = None,
-    student: Annotated[str | None, Opt()] = None,
-    student_kwargs: Annotated[str | None, Opt()] = None,
-    student_weights: Annotated[str | None, Opt()] = None,
-    epochs: Annotated[int | None, Opt()] = None,
-    batch_size: Annotated[int | None, Opt()] = None,
-    lr: Annotated[float | None, Opt()] = None,
-    optimizer: Annotated[str | None, Opt()] = None,
-    seed: Annotated[int | None, Opt()] = None,
-    precision: Annotated[str | None, Opt()] = None,
-    accelerator: Annotated[str | None, Opt()] = None,
-    devices: Annotated[str | None, Opt()] = None,
-    num_nodes: Annotated[int | None, Opt()] = None,
-    strategy: Annotated[str | None, Opt()] = None,
-    workers: Annotated[int | None, Opt()] = None,
-    no_progress: Annotated[bool, Opt("--no-progress")] = False,
-    set_: SetOpt = None,
-    overwrite: Annotated[bool, Opt()] = False,
-    resume: Annotated[bool, Opt()] = False,
+    teacher: Annotated[str | None, flag("teacher")] = None,
+    teacher_kwargs: Annotated[str | None, flag("teacher_kwargs")] = None,
+    teacher_weights: Annotated[str | None, flag("teacher_weights")] = None,
+    temperature: Annotated[float | None, flag("temperature", "--temperature", "-T")] = None,
+    alpha: Annotated[float | None, flag("alpha")] = None,
+    method: Annotated[list[str] | None, flag("method")] = None,
+    name: Annotated[str | None, flag("name")] = None,
+    output_dir: Annotated[str | None, flag("output_dir")] = None,
+    data: Annotated[str | None, flag("data")] = None,
+    data_root: Annotated[str | None, flag("data_root")] = None,
+    student: Annotated[str | None, flag("student")] = None,
+    student_kwargs: Annotated[str | None, flag("student_kwargs")] = None,
+    student_weights: Annotated[str | None, flag("student_weights")] = None,
+    epochs: Annotated[int | None, flag("epochs")] = None,
+    batch_size: Annotated[int | None, flag("batch_size")] = None,
+    lr: Annotated[float | None, flag("lr")] = None,
+    optimizer: Annotated[str | None, flag("optimizer")] = None,
+    seed: Annotated[int | None, flag("seed")] = None,
+    precision: Annotated[str | None, flag("precision")] = None,
+    accelerator: Annotated[str | None, flag("accelerator")] = None,
+    devices: Annotated[str | None, flag("devices")] = None,
+    num_nodes: Annotated[int | None, flag("num_nodes")] = None,
+    strategy: Annotated[str | None, flag("strategy")] = None,
+    workers: Annotated[int | None, flag("workers")] = None,
+    no_progress: Annotated[bool, flag("no_progress", "--no-progress")] = False,
+    set_: SetFlag = None,
+    overwrite: Annotated[bool, flag("overwrite")] = False,
+    resume: Annotated[bool, flag("resume")] = False,
 ) -> None:
     """Distil a teacher into a student: alpha * CE + (1 - alpha) * sum of method terms (T^2 * KL for kd)."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "resume")}
@@ -165,13 +129,13 @@ def distill(
 @app.command("eval")
 def eval_(
     runs: Annotated[list[Path] | None, typer.Argument(help="finished run folders")] = None,
-    model: Annotated[str | None, Opt(help="evaluate one checkpoint: its model name")] = None,
+    model: Annotated[str | None, Opt(help="evaluate one checkpoint: its model name, or a run folder")] = None,
     model_kwargs: Annotated[str | None, Opt(help="its kwargs as YAML")] = None,
     weights: Annotated[str | None, Opt(help="its weights")] = None,
     teacher_run: Annotated[Path | None, Opt("--teacher", help="run folder of the teacher (for agreement)")] = None,
     task: Annotated[str | None, Opt(help="classification | causal-lm (default: the runs' task)")] = None,
     data: Annotated[str | None, Opt(help="data set (default: the first run's)")] = None,
-    data_root: Annotated[str | None, Opt()] = None,
+    data_root: Annotated[str | None, flag("data_root")] = None,
     latency_runs: Annotated[int, Opt(help="timed batch-1 runs")] = 100,
     threads: Annotated[int | None, Opt(help="torch threads for latency")] = None,
     output: Annotated[Path | None, Opt(help="also save the table here (folder)")] = None,
@@ -180,16 +144,24 @@ def eval_(
 
     Language-model runs (task causal-lm): loss per token, perplexity, next-token accuracy, top-1 agreement with the
     teacher, latency of one max_length sequence and tokens/s."""
+    from dataclasses import replace
+
     from kdistill import api
     from kdistill.config import DataConfig, EvalConfig, ModelConfig
-    from kdistill.results import print_table, save_table
+    from kdistill.models.run_folder import is_run_folder
+    from kdistill.render import print_result, save
 
     entries, data_config = [], None
     for run in runs or []:
         entry, run_config = api.entry_from_run(run)
         entries.append(entry)
         data_config = data_config or run_config.data
-    if model:
+    if model and is_run_folder(model):  # --model runs/x: that run's model, its weights (or --weights) and task
+        entry, run_config = api.entry_from_run(model)
+        entries.append(entry if weights is None else replace(entry, model=entry.model.model_copy(
+            update={"weights": weights})))
+        data_config = data_config or run_config.data
+    elif model:
         import yaml
 
         kwargs = yaml.safe_load(model_kwargs) if model_kwargs else {}
@@ -202,28 +174,27 @@ def eval_(
     data_config = data_config or (teacher_config.data if teacher_config else None) or DataConfig()
     if data or data_root:
         data_config = data_config.model_copy(update={k: v for k, v in {"name": data, "root": data_root}.items() if v})
-    rows = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads), task)
-    title = f"kdistill eval: {data_config.name} (test split)"
-    print_table(rows, title, console=console)
+    result = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads), task)
+    result.command = shlex.join(["kdistill", *sys.argv[1:]])
+    print_result(result, console)
     if output:
-        output.mkdir(parents=True, exist_ok=True)
-        save_table(rows, output, title)
+        save(result, output)
 
 
 @app.command()
 def demo(
     data: Annotated[str, Opt(help="digits | fashion-mnist")] = "digits",
-    output_dir: Annotated[str, Opt()] = "runs",
+    output_dir: Annotated[str, flag("output_dir")] = "runs",
     name: Annotated[str | None, Opt(help="run folder name (default demo-<data>)")] = None,
-    seed: Annotated[int, Opt()] = 0,
+    seed: Annotated[int, flag("seed")] = 0,
     overwrite: Annotated[bool, Opt(help="replace an existing demo folder")] = False,
 ) -> None:
     """Teacher, student alone and student distilled, trained and measured side by side."""
     from kdistill.demo import run_demo
-    from kdistill.results import print_table
+    from kdistill.render import print_result
 
     result = run_demo(data=data, output_dir=output_dir, name=name, overwrite=overwrite, seed=seed)
-    print_table(result.rows, result.title, result.caption, console=console)
+    print_result(result.table, console)
     console.print(f"run folder: {result.run_dir} (results.md, results.json, one sub-folder per model)")
 
 
@@ -245,12 +216,19 @@ def corpus(
 
 
 @app.command("config")
-def show_config(config: ConfigArg = None, set_: SetOpt = None) -> None:
+def show_config(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    explain: Annotated[bool, Opt("--explain", help="add every field's description as a YAML comment")] = False,
+) -> None:
     """Print the resolved config (defaults + file + overrides) as YAML."""
     import yaml
 
+    from kdistill.commands.explain import explained_yaml
+
     resolved = load_config(config, set_)
-    console.print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), end="", markup=False)
+    text = explained_yaml(resolved) if explain else yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False)
+    console.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)  # wrapping breaks YAML
 
 
 def _mount_commands() -> None:
@@ -266,27 +244,11 @@ def _mount_commands() -> None:
 _mount_commands()
 
 
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except TrainingInterrupted as exc:  # SIGTERM/SIGINT: checkpoint written, the message says how to resume
-        print(f"interrupted: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KdistillError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except FloatingPointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(3)
-    except KeyboardInterrupt:
-        print("interrupted; resume with the same command and --resume", file=sys.stderr)
-        sys.exit(130)
-    except (typer.Exit, typer.Abort) as exc:
-        sys.exit(getattr(exc, "exit_code", 1))
-    except Exception as exc:  # noqa: BLE001  click usage errors arrive here in non-standalone mode
-        import click
+def main(argv: list[str] | None = None) -> None:
+    """The ``kdistill`` entry point: runs one command and exits with its status (kdistill.cli_exit.run_cli)."""
+    import signal
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    from kdistill.cli_exit import raise_terminated, run_cli
+
+    signal.signal(signal.SIGTERM, raise_terminated)  # a training loop installs its own while it trains
+    sys.exit(run_cli(app, sys.argv[1:] if argv is None else argv))

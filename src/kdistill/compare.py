@@ -25,22 +25,22 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.table import Table
 
 from kdistill import api
 from kdistill.adapters import extra_parameters
 from kdistill.cache import CachedTeacher, build_cache
+from kdistill.compare_table import caption, save
 from kdistill.config import CacheTeacherConfig, RunConfig, typed_teacher
 from kdistill.data.base import DataSplits, load_data
 from kdistill.errors import ConfigError, RegistryError, RunFolderError
 from kdistill.evaluate import accuracy, predict
 from kdistill.methods import METHODS
 from kdistill.models.base import build_model
-from kdistill.runs import CONFIG_FILE, check_same_config, find_checkpoint, prepare_run_dir, read_json, write_json
+from kdistill.runs import CONFIG_FILE, check_same_config, find_checkpoint, prepare_run_dir, read_json
 from kdistill.teachers import LiveTeacher
 
 CACHE_DIR = "teacher-cache"
@@ -342,9 +342,9 @@ def compare(
 
     command = command or _equivalent_command(folder, entries, seeds, baseline, cache, cache_dir)
     title = f"kdistill compare: {config.data.name}, {len(entries)} methods x {len(seeds)} seeds"
-    result = CompareResult(folder, title, _caption(config, seeds, cache_info), command, teacher_acc, rows, alone,
+    result = CompareResult(folder, title, caption(config, seeds, cache_info), command, teacher_acc, rows, alone,
                            cache_info)
-    save(result)
+    save(result, str(_device(config)))
     return result
 
 
@@ -381,78 +381,3 @@ def _equivalent_command(folder: Path, entries: list[MethodEntry], seeds: list[in
     args += ([] if baseline else ["--no-baseline"]) + ([] if cache else ["--no-cache"])
     args += (["--cache-dir", str(cache_dir)] if cache and cache_dir is not None else []) + ["--overwrite"]
     return shlex.join(args)
-
-
-# ----- the table -----
-
-COLUMNS = ["#", "Method", "Teacher", "Test acc, last epoch (%)", "Test acc, best-val (%)", "Gap recovered",
-           "s/epoch", "vs alone", "Extra params"]
-
-
-def _pct(stat: Stat) -> str:
-    std = "-" if stat.std is None else f"{100 * stat.std:.2f}"
-    return f"{100 * stat.mean:.2f} ± {std}"
-
-
-def _row_cells(rank: str, row: CompareRow) -> list[str]:
-    gap = "-" if row.gap_recovered is None else f"{100 * row.gap_recovered:+.1f}%"
-    relative = "-" if row.epoch_time_vs_alone is None else f"{row.epoch_time_vs_alone:.2f}x"
-    extra = "-" if row.extra_parameters is None else f"{row.extra_parameters:,}"
-    return [rank, row.method, row.teacher, _pct(row.test_accuracy), _pct(row.test_accuracy_best), gap,
-            f"{row.epoch_time_s:.2f}", relative, extra]
-
-
-def table_cells(result: CompareResult) -> list[list[str]]:
-    teacher = ["", "Teacher", "-", f"{100 * result.teacher_test_accuracy:.2f}", "-", "100%", "-", "-", "-"]
-    cells = [teacher] + ([_row_cells("", result.baseline)] if result.baseline else [])
-    return cells + [_row_cells(str(rank), row) for rank, row in enumerate(result.rows, start=1)]
-
-
-def _caption(config: RunConfig, seeds: list[int], cache_info: dict | None) -> str:
-    seeds_text = ",".join(map(str, seeds))
-    text = (f"Ranked by the mean test accuracy of the LAST epoch over seeds {seeds_text} (mean ± sample std, n-1). "
-            "Best-val: the checkpoint with the best validation accuracy (a selection on the validation split), shown "
-            "for reference. Gap recovered = (method - alone) / (teacher - alone), last-epoch means. "
-            f"s/epoch: mean training time per epoch; vs alone: relative to the student alone. "
-            f"{config.trainer.epochs} epochs, T={config.distill.temperature}, alpha={config.distill.alpha}.")
-    if cache_info is not None:
-        text += (f" Teacher 'cache': the run read the teacher outputs stored once ({cache_info['views']} view(s) per "
-                 f"sample, {_cache_origin(cache_info)}, not counted in s/epoch); 'live': the teacher ran "
-                 "every step.")
-    return text
-
-
-def _cache_origin(cache_info: dict) -> str:
-    if cache_info.get("reused"):
-        return f"an existing store, {cache_info['dir']}, checked and completed in {cache_info['build_s']:.1f} s"
-    return f"built in {cache_info['build_s']:.1f} s"
-
-
-def rich_table(result: CompareResult) -> Table:
-    table = Table(title=result.title, caption=result.caption)
-    for index, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if index in (1, 2) else "right")
-    for cells in table_cells(result):
-        table.add_row(*cells)
-    return table
-
-
-def markdown(result: CompareResult) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if index in (1, 2) else "---:" for index in range(len(COLUMNS))) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_cells(result)]
-    return (f"# {result.title}\n\nCommand:\n\n```\n{result.command}\n```\n\n" + "\n".join(lines) +
-            f"\n\n{result.caption}\n\nPer-seed numbers: results.json; one run folder per method and seed in "
-            f"{result.folder}.\n")
-
-
-def save(result: CompareResult) -> None:
-    (result.folder / "results.md").write_text(markdown(result))
-    write_json(result.folder / "results.json", {
-        "title": result.title, "caption": result.caption, "command": result.command,
-        "ranked_by": "test_accuracy.mean (last epoch)",
-        "teacher_test_accuracy": result.teacher_test_accuracy,
-        "baseline": asdict(result.baseline) if result.baseline else None,
-        "rows": [asdict(row) for row in result.rows],
-        "cache": result.cache,
-    })

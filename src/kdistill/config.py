@@ -45,6 +45,14 @@ class DataConfig(_Strict):
     text_field: str = Field("text", description="jsonl: field with the text (or use prompt/completion fields)")
     tokenizer: str | None = Field(None, description="text: tokenizer (default: the student's)")
 
+    @field_validator("val_fraction")
+    @classmethod
+    def _validation_split_needed(cls, value: float) -> float:
+        if not value > 0:  # a run without validation would report a meaningless "best val epoch"
+            raise ValueError(f"val_fraction must be > 0, got {value}: the best checkpoint (checkpoints/best, "
+                             "summary.json best_epoch) is chosen on the validation split; use e.g. 0.1")
+        return value
+
 
 class ModelConfig(_Strict):
     """A model from one of the sources: built-in, timm, torchvision, or a factory in a Python file."""
@@ -127,7 +135,7 @@ def typed_teacher(value: Any):
 class StageConfig(_Strict):
     """One stage of a multi-stage schedule (e.g. FitNets: hint pre-training, then KD)."""
 
-    epochs: int = Field(..., gt=0)
+    epochs: int = Field(..., gt=0, description="epochs of this stage")
     alpha: float | None = Field(
         None, ge=0.0, le=1.0, description="hard-label weight in this stage (default: distill.alpha)"
     )
@@ -177,6 +185,9 @@ class DistillConfig(_Strict):
     sequence_kd: SequenceKDConfig | None = Field(
         None, description="causal-lm: train on the teacher's completions, e.g. {max_new_tokens: 64} (None: off)"
     )
+    allow_data_mismatch: bool = Field(
+        False, description="accept data that differs from the teacher run's (source, root, classes, input shape)"
+    )
 
     @field_validator("temperature")
     @classmethod
@@ -202,20 +213,25 @@ class DistillConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    name: Literal["sgd", "adamw", "adam"] = "adamw"
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    """The optimiser and its learning-rate schedule."""
+
+    name: Literal["sgd", "adamw", "adam"] = Field("adamw", description="sgd | adamw | adam")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="weight decay (decoupled for adamw)")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    warmup_epochs: int = Field(0, ge=0)
+    nesterov: bool = Field(True, description="sgd only: Nesterov momentum (false: classical momentum)")
+    schedule: Literal["cosine", "step", "constant"] = Field("cosine", description="cosine | step | constant, per step")
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up from 0 to lr over this many epochs")
     step_size: int = Field(30, gt=0, description="step schedule: epochs between decays")
     gamma: float = Field(0.1, gt=0, description="step schedule: decay factor")
 
 
 class TrainerConfig(_Strict):
-    epochs: int = Field(10, gt=0)
+    """The training loop: schedule length, batches, devices and precision."""
+
+    epochs: int = Field(10, gt=0, description="passes over the training split")
     batch_size: int = Field(128, gt=0, description="samples per micro-batch on each process (global: x processes)")
-    eval_batch_size: int = Field(512, gt=0)
+    eval_batch_size: int = Field(512, gt=0, description="samples per forward pass on validation and test")
     accelerator: str = Field("auto", description="cpu | cuda | gpu | mps | tpu | auto (Lightning Fabric)")
     devices: int | str = Field(1, description="devices per node: a number, 'auto' or -1 (all)")
     num_nodes: int = Field(1, gt=0, description="machines; launch with torchrun or SLURM (docs/scaling.md)")
@@ -264,11 +280,17 @@ class TrainerConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    """How test metrics and speed are measured."""
+
     latency_runs: int = Field(100, gt=0, description="timed batch-1 forward passes (median reported)")
-    warmup_runs: int = Field(10, ge=0)
-    throughput_batch: int = Field(256, gt=0)
+    warmup_runs: int = Field(10, ge=0, description="untimed forward passes before the timed ones")
+    throughput_batch: int = Field(256, gt=0, description="batch size of the throughput measurement")
     threads: int | None = Field(None, gt=0, description="torch threads during latency runs (None: keep current)")
-    ece_bins: int = Field(15, gt=0)
+    ece_bins: int = Field(15, gt=0, description="equal-width confidence bins of the calibration error (ECE)")
+    teacher_metrics: bool = Field(
+        True, description="run the teacher over the test split at the end (teacher accuracy, agreement); false saves "
+        "that pass, which dominates short runs from a cache or with a big teacher"
+    )
 
 
 class RunConfig(_Strict):
@@ -276,11 +298,11 @@ class RunConfig(_Strict):
 
     name: str = Field("run", description="run folder name under output_dir")
     task: str = Field("classification", description="classification | causal-lm | embedding")
-    output_dir: str = "runs"
-    seed: int = 0
+    output_dir: str = Field("runs", description="parent folder of run folders")
+    seed: int = Field(0, description="training seed: initialisation, shuffling, augmentation")
     data: DataConfig = Field(default_factory=DataConfig)
-    student: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp"))
-    teacher: TeacherConfig | None = None
+    student: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp"), description="the model trained")
+    teacher: TeacherConfig | None = Field(None, description="the teacher, by kind (null: plain training)")
     distill: DistillConfig = Field(default_factory=DistillConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
@@ -350,6 +372,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     student = tree.get("student")
     if isinstance(student, dict) and "name" not in student:  # `student.kwargs=...` keeps the default student
         tree["student"] = {"name": RunConfig().student.name, **student}
+    teacher = tree.get("teacher")
+    if isinstance(teacher, dict) and "name" not in teacher and Path(str(teacher.get("weights"))).is_dir():
+        tree["teacher"] = {"name": teacher["weights"], **teacher}  # `--teacher-weights runs/t`: that run's model
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:

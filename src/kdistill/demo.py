@@ -5,13 +5,15 @@ The presets are ordinary RunConfigs; ``kdistill demo --print-config`` shows them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kdistill import api
 from kdistill.config import DataConfig, DistillConfig, ModelConfig, OptimConfig, RunConfig, TrainerConfig
 from kdistill.errors import ConfigError
-from kdistill.results import ModelRow, save_table
+from kdistill.render import save
+from kdistill.results import RunResult
 from kdistill.runs import STUDENT_WEIGHTS, prepare_run_dir
 
 # name -> (data, teacher, student, teacher epochs, student epochs, distill settings)
@@ -36,9 +38,7 @@ PRESETS = {
 @dataclass
 class DemoResult:
     run_dir: Path
-    rows: list[ModelRow]
-    title: str
-    caption: str
+    table: RunResult  # teacher, student alone, student distilled
 
 
 def preset_configs(data: str, output_dir: str, name: str, seed: int = 0) -> dict[str, RunConfig]:
@@ -76,10 +76,13 @@ def run_demo(data: str = "digits", output_dir: str = "runs", name: str | None = 
                api.EvalEntry("Student (distilled)", distilled.config.student.model_copy(
                    update={"weights": str(distilled.run_dir / STUDENT_WEIGHTS)}))]
     teacher_entry = api.EvalEntry("Teacher", configs["student-distilled"].teacher)
-    rows = api.evaluate(entries, configs["teacher"].data, teacher=teacher_entry, eval_config=configs["teacher"].eval)
+    measured = api.evaluate(entries, configs["teacher"].data, teacher=teacher_entry,
+                            eval_config=configs["teacher"].eval)
     d = configs["student-distilled"].distill
-    title = f"kdistill demo: {data}"
     caption = (f"test split; distilled with T={d.temperature}, alpha={d.alpha}; latency = median of "
                f"{configs['teacher'].eval.latency_runs} batch-1 CPU runs; agreement = same top-1 as the teacher")
-    save_table(rows, top, title, caption)
-    return DemoResult(top, rows, title, caption)
+    command = shlex.join(["kdistill", "demo", "--data", data, "--output-dir", output_dir, "--name", name,
+                          "--seed", str(seed)])
+    table = replace(measured, title=f"kdistill demo: {data}", caption=caption, command=command)
+    save(table, top)
+    return DemoResult(top, table)

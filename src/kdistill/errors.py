@@ -2,7 +2,13 @@
 
 
 class KdistillError(Exception):
-    """Base class of every error kdistill raises on bad input."""
+    """Base class of every error kdistill raises on bad input.
+
+    ``exit_code`` is the CLI's exit status for it: 2 for bad input; a subclass (or an instance) may set another, e.g.
+    130/143 for a run interrupted by SIGINT/SIGTERM after writing its checkpoint.
+    """
+
+    exit_code: int = 2
 
 
 class ConfigError(KdistillError):

@@ -1,97 +1,247 @@
-"""The teacher-vs-student table: one row per model, shown with rich and saved as Markdown and JSON."""
+"""One result model for every table kdistill prints: rows of typed, named columns, and where they were measured.
+
+``eval``, ``demo``, ``compare``, ``distill-embeddings`` and every training run produce a ``RunResult``; ``render.py``
+turns the same object into a rich table, Markdown and JSON. The JSON is the record the report and a
+hyper-parameter search read back, so it round-trips: ``RunResult.from_json(path) == result``.
+
+JSON layout (``results.json``)::
+
+    {"format": "kdistill.result/1", "title": ..., "task": ..., "name_label": "Model",
+     "columns": [{"key": "test_accuracy", "label": "Test acc", "kind": "percent", "unit": "fraction", ...}, ...],
+     "rows": [{"name": "teacher", "test_accuracy": 0.97, ..., <row details>}, ...],
+     "environment": {"torch": ..., "device": ..., "threads": ..., "cpu": ..., "kdistill": ..., "date": ...},
+     "caption": ..., "command": ..., "details": {...}}
+
+A row is flat (``row["test_accuracy"]``): its keys are ``name``, one per column (``None`` where not measured) and
+its details (numbers kept but not shown, e.g. per-seed figures).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from kdistill.errors import KdistillError
 
-from kdistill.runs import write_json
+FORMAT = "kdistill.result/1"
+KINDS = ("text", "int", "float", "percent", "points", "signed_percent", "ratio", "bytes")
+
+Value = float | int | str | None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One named, typed column. ``kind`` says how a value is written (render.format_value):
+
+    text: as is; int: 1,234; float: ``digits`` decimals (thousands separated); percent: a fraction as 12.34%;
+    points: a fraction as 12.34 (the label says %); signed_percent: +12.3%; ratio: 1.23x; bytes: 1.5 MB.
+    ``spread``: the key of a sample standard deviation shown in the same cell as ``mean ± std``.
+    """
+
+    key: str
+    label: str
+    kind: str = "float"
+    digits: int = 4
+    unit: str = ""
+    spread: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise KdistillError(f"column {self.key!r}: unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}")
 
 
 @dataclass
-class ModelRow:
+class Row:
     name: str
-    parameters: int
-    size_bytes: int
-    test_accuracy: float  # causal-lm: next-token accuracy on the target tokens
-    agreement: float | None  # with the teacher (causal-lm: top-1 per target token); None where there is no teacher
-    ece: float | None  # None for language models
-    latency_ms: float  # batch 1, median (causal-lm: one sequence of the data's max_length)
-    throughput: float  # samples/s (causal-lm: tokens/s)
-    task: str = "classification"
-    test_loss: float | None = None  # causal-lm: cross-entropy per target token (nats)
-    perplexity: float | None = None  # causal-lm: exp(test_loss)
+    values: dict[str, Value]
+    details: dict[str, Any] = field(default_factory=dict)  # kept in the JSON, not shown in the table
 
 
-COLUMNS = ["Model", "Params", "Size", "Test acc", "Agree", "ECE", "ms (b=1)", "samples/s"]
-LM_COLUMNS = ["Model", "Params", "Size", "Loss/token", "Perplexity", "Next-token acc", "Agree", "ms (b=1)",
-              "tokens/s"]
+@dataclass
+class Environment:
+    torch: str
+    device: str
+    threads: int
+    cpu: str
+    kdistill: str
+    python: str
+    date: str  # UTC, ISO 8601
+
+    @classmethod
+    def capture(cls, device: str = "cpu", threads: int | None = None) -> Environment:
+        """The machine the figures were measured on; ``threads``: torch's intra-op threads (default: current)."""
+        import torch
+
+        from kdistill import __version__
+
+        return cls(torch=torch.__version__, device=_device_name(device), threads=threads or torch.get_num_threads(),
+                   cpu=cpu_model(), kdistill=__version__, python=platform.python_version(),
+                   date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def human_bytes(count: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GB"
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical cores)"
 
 
-def is_lm(rows: list[ModelRow]) -> bool:
-    """True when the rows are language-model rows; one table never mixes tasks."""
-    tasks = {row.task for row in rows}
-    if len(tasks) > 1:
-        raise ValueError(f"one table cannot mix tasks {sorted(tasks)}")
-    return tasks == {"causal-lm"}
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
 
 
-def columns_of(rows: list[ModelRow]) -> list[str]:
-    return LM_COLUMNS if is_lm(rows) else COLUMNS
+@dataclass
+class RunResult:
+    """A titled table of rows over ``columns`` for one task, and the environment it was measured in."""
+
+    title: str
+    task: str
+    columns: list[Column]
+    rows: list[Row]
+    environment: Environment
+    caption: str = ""
+    command: str | None = None
+    name_label: str = "Model"
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        keys = self.value_keys()
+        for row in self.rows:
+            unknown = sorted(set(row.values) - keys)
+            if unknown:
+                raise KdistillError(f"row {row.name!r} has values {unknown} that no column of {self.title!r} names")
+            clashes = sorted(set(row.details) & (keys | {"name"}))
+            if clashes:
+                raise KdistillError(f"row {row.name!r}: details {clashes} clash with its column keys")
+
+    def value_keys(self) -> set[str]:
+        return {c.key for c in self.columns} | {c.spread for c in self.columns if c.spread}
+
+    def row(self, name: str) -> Row:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = [c.key for c in self.columns] + [c.spread for c in self.columns if c.spread]
+        return {"format": FORMAT, "title": self.title, "task": self.task, "name_label": self.name_label,
+                "columns": [asdict(c) for c in self.columns],
+                "rows": [{"name": r.name, **{k: r.values.get(k) for k in keys}, **r.details} for r in self.rows],
+                "environment": asdict(self.environment), "caption": self.caption, "command": self.command,
+                "details": self.details}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        if data.get("format") != FORMAT:
+            raise KdistillError(f"not a kdistill result (format {data.get('format')!r}, expected {FORMAT!r})")
+        columns = [Column(**c) for c in data["columns"]]
+        keys = {c.key for c in columns} | {c.spread for c in columns if c.spread}
+        rows = [Row(r["name"], {k: v for k, v in r.items() if k in keys},
+                    {k: v for k, v in r.items() if k not in keys and k != "name"}) for r in data["rows"]]
+        known = {f.name for f in fields(Environment)}
+        return cls(title=data["title"], task=data["task"], columns=columns, rows=rows,
+                   environment=Environment(**{k: v for k, v in data["environment"].items() if k in known}),
+                   caption=data.get("caption", ""), command=data.get("command"),
+                   name_label=data.get("name_label", "Model"), details=data.get("details", {}))
+
+    def to_json(self, path: str | Path) -> Path:
+        from kdistill.runs import write_json
+
+        path = Path(path)
+        write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunResult:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise KdistillError(f"cannot read result {str(path)!r}: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError) as exc:
+            raise KdistillError(f"{path} is not a kdistill result: missing or unexpected {exc}") from None
 
 
-def format_row(row: ModelRow) -> list[str]:
-    agreement = "-" if row.agreement is None else f"{100 * row.agreement:.2f}%"
-    if row.task == "causal-lm":
-        return [row.name, f"{row.parameters:,}", human_bytes(row.size_bytes), f"{row.test_loss:.4f}",
-                f"{row.perplexity:.3f}", f"{100 * row.test_accuracy:.2f}%", agreement, f"{row.latency_ms:.3f}",
-                f"{row.throughput:,.0f}"]
-    return [row.name, f"{row.parameters:,}", human_bytes(row.size_bytes), f"{100 * row.test_accuracy:.2f}%", agreement,
-            f"{row.ece:.4f}", f"{row.latency_ms:.3f}", f"{row.throughput:,.0f}"]
+# ----- the columns of each task -----
+
+PARAMS = Column("parameters", "Params", "int", unit="count", description="trainable and frozen parameters")
+SIZE = Column("size_bytes", "Size", "bytes", unit="B", description="weights saved as safetensors")
+AGREE = Column("agreement", "Agree", "percent", unit="fraction", description="same top-1 as the teacher")
+LATENCY = Column("latency_ms", "ms (b=1)", "float", 3, unit="ms", description="batch 1, median, CPU")
+
+TASK_COLUMNS: dict[str, list[Column]] = {
+    "classification": [
+        PARAMS, SIZE,
+        Column("test_accuracy", "Test acc", "percent", unit="fraction", description="top-1 on the test split"),
+        AGREE,
+        Column("ece", "ECE", "float", 4, unit="fraction", description="expected calibration error, 15 bins"),
+        LATENCY,
+        Column("throughput", "samples/s", "float", 0, unit="samples/s", description="at the throughput batch"),
+    ],
+    "causal-lm": [
+        PARAMS, SIZE,
+        Column("test_loss", "Loss/token", "float", 4, unit="nats", description="cross-entropy per target token"),
+        Column("perplexity", "Perplexity", "float", 3, description="exp(loss per token)"),
+        Column("test_accuracy", "Next-token acc", "percent", unit="fraction"),
+        Column("agreement", "Agree", "percent", unit="fraction", description="same top-1 token as the teacher"),
+        Column("latency_ms", "ms (b=1)", "float", 3, unit="ms", description="one max_length sequence, median"),
+        Column("tokens_per_s", "tokens/s", "float", 0, unit="tokens/s"),
+    ],
+    "embedding": [
+        Column("cosine_to_teacher", "cosine to teacher", "float", 4, description="mean cosine of the embeddings"),
+        Column("top10_overlap", "top-10 overlap", "float", 4, description="shared share of 10 nearest neighbours"),
+        Column("parameters", "parameters", "int", unit="count"),
+        Column("size_mb", "size (MB)", "float", 1, unit="MiB", description="float32 parameters"),
+        Column("latency_ms", "latency (ms/32)", "float", 1, unit="ms", description="one batch of 32 sentences"),
+    ],
+}
 
 
-def row_dict(row: ModelRow) -> dict:
-    """The JSON form: classification rows keep their original keys; LM rows name their own figures."""
-    values = asdict(row)
-    if row.task != "causal-lm":
-        return {key: values[key] for key in ("name", "parameters", "size_bytes", "test_accuracy", "agreement", "ece",
-                                             "latency_ms", "throughput")}
-    return {"name": row.name, "task": row.task, "parameters": row.parameters, "size_bytes": row.size_bytes,
-            "test_loss": row.test_loss, "perplexity": row.perplexity, "test_accuracy": row.test_accuracy,
-            "agreement": row.agreement, "latency_ms": row.latency_ms, "tokens_per_s": row.throughput}
+def columns_for(task: str) -> list[Column]:
+    if task not in TASK_COLUMNS:
+        raise KdistillError(f"no result columns for task {task!r}; known: {', '.join(TASK_COLUMNS)}")
+    return list(TASK_COLUMNS[task])
 
 
-def rich_table(rows: list[ModelRow], title: str, caption: str = "") -> Table:
-    table = Table(title=title, caption=caption)
-    for index, column in enumerate(columns_of(rows)):
-        table.add_column(column, justify="left" if index == 0 else "right")
-    for row in rows:
-        table.add_row(*format_row(row))
-    return table
+# summary.json key -> column key, for the result a training run writes into its folder
+STUDENT_SUMMARY_KEYS = {"test_accuracy": "test_accuracy", "test_ece": "ece", "test_agreement": "agreement",
+                        "test_loss": "test_loss", "test_perplexity": "perplexity",
+                        "test_cosine_to_teacher": "cosine_to_teacher", "test_top10_overlap": "top10_overlap"}
+TEACHER_SUMMARY_KEYS = {"teacher_test_accuracy": "test_accuracy", "teacher_test_perplexity": "perplexity"}
 
 
-def markdown_table(rows: list[ModelRow]) -> str:
-    columns = columns_of(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"]
-    lines += ["| " + " | ".join(format_row(row)) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def training_result(title: str, task: str, summary: dict[str, Any], parameters: int, size_bytes: int | None,
+                    device: str) -> RunResult:
+    """A finished run's test figures as a result (the student, and the teacher where the summary has its figures);
+    speed is not measured by a run (``kdistill eval`` does). The whole summary is kept in ``details``."""
+    columns = columns_for(task)
+    keys = {c.key for c in columns}
 
+    def picked(names: dict[str, str]) -> dict[str, Value]:
+        return {column: summary[key] for key, column in names.items() if key in summary and column in keys}
 
-def save_table(rows: list[ModelRow], folder: Path, title: str, caption: str = "") -> None:
-    (folder / "results.md").write_text(f"# {title}\n\n{markdown_table(rows)}\n{caption}\n")
-    write_json(folder / "results.json", {"title": title, "caption": caption, "rows": [row_dict(r) for r in rows]})
-
-
-def print_table(rows: list[ModelRow], title: str, caption: str = "", console: Console | None = None) -> None:
-    (console or Console()).print(rich_table(rows, title, caption))
+    student = picked(STUDENT_SUMMARY_KEYS)
+    student["parameters"] = parameters
+    if "size_bytes" in keys:
+        student["size_bytes"] = size_bytes
+    rows = [Row("student", student)]
+    teacher = picked(TEACHER_SUMMARY_KEYS)
+    if teacher:
+        rows.insert(0, Row("teacher", teacher))
+    return RunResult(title, task, columns, rows, Environment.capture(device), details={"summary": summary})

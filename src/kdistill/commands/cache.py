@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from kdistill.commands.options import SetFlag, config_from, flag
 from kdistill.console import cli_console
 
 app = typer.Typer(
@@ -19,21 +21,48 @@ console = cli_console()
 
 @app.command()
 def build(
-    config: Path = typer.Argument(..., help="run config YAML (teacher.weights required)"),
+    config: Annotated[Path | None, typer.Argument(help="run config YAML; or give the flags of distill")] = None,
     cache_dir: Path | None = typer.Option(None, "--dir", help="cache folder (default: <output_dir>/cache/<name>)"),
     mode: str = typer.Option("full", "--mode", help="full (every class) | topk (k classes + rest mass)"),
     k: int | None = typer.Option(None, "--k", help="classes kept with --mode topk"),
     views: int | None = typer.Option(None, "--views", help="augmented views per sample (default 4; 1 without "
                                      "augmentation)"),
     shard_size: int = typer.Option(1024, "--shard-size", help="samples per shard file"),
-    workers: int | None = typer.Option(None, "--workers", help="DataLoader workers (default trainer.num_workers)"),
-    overrides: list[str] = typer.Option([], "--set", help="config override key.path=value (repeatable)"),
+    # The flags of `kdistill distill` (kdistill.commands.options): a distill command line works with `cache build`.
+    teacher: Annotated[str | None, flag("teacher")] = None,
+    teacher_kwargs: Annotated[str | None, flag("teacher_kwargs")] = None,
+    teacher_weights: Annotated[str | None, flag("teacher_weights")] = None,
+    temperature: Annotated[float | None, flag("temperature", "--temperature", "-T")] = None,
+    alpha: Annotated[float | None, flag("alpha")] = None,
+    method: Annotated[list[str] | None, flag("method")] = None,
+    name: Annotated[str | None, flag("name")] = None,
+    output_dir: Annotated[str | None, flag("output_dir")] = None,
+    data: Annotated[str | None, flag("data")] = None,
+    data_root: Annotated[str | None, flag("data_root")] = None,
+    student: Annotated[str | None, flag("student")] = None,
+    student_kwargs: Annotated[str | None, flag("student_kwargs")] = None,
+    student_weights: Annotated[str | None, flag("student_weights")] = None,
+    epochs: Annotated[int | None, flag("epochs")] = None,
+    batch_size: Annotated[int | None, flag("batch_size")] = None,
+    lr: Annotated[float | None, flag("lr")] = None,
+    optimizer: Annotated[str | None, flag("optimizer")] = None,
+    seed: Annotated[int | None, flag("seed")] = None,
+    precision: Annotated[str | None, flag("precision")] = None,
+    accelerator: Annotated[str | None, flag("accelerator")] = None,
+    devices: Annotated[str | None, flag("devices")] = None,
+    workers: Annotated[int | None, flag("workers")] = None,
+    no_progress: Annotated[bool, flag("no_progress", "--no-progress")] = False,
+    set_: SetFlag = None,
 ) -> None:
     """Run the teacher over the training split and store its outputs; run again to resume an interrupted build."""
+    cache_options = ("config", "cache_dir", "mode", "k", "views", "shard_size", "set_")
+    flags = {key: value for key, value in locals().items() if key not in cache_options}
     from kdistill.cache import build_cache, default_cache_dir
-    from kdistill.config import load_config
+    from kdistill.data.compat import adopt_teacher_data
+    from kdistill.models.run_folder import resolve_run_models
 
-    run_config = load_config(config, overrides)
+    # --teacher runs/t: its model, weights and (without --data) its data, as distill resolves them
+    run_config = adopt_teacher_data(resolve_run_models(config_from(config, flags, set_)), console.print)
     folder = cache_dir or default_cache_dir(run_config)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("teacher cache", total=None)
@@ -42,7 +71,7 @@ def build(
             bar.update(task, completed=done, total=total)
 
         info = build_cache(run_config, folder, views=views, mode=mode, k=k, shard_size=shard_size,
-                           num_workers=workers, progress=advance)
+                           progress=advance)
     console.print(_table(info))
     console.print(f"train from it with: --set teacher.name=cache:{folder}")
 

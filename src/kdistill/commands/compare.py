@@ -33,8 +33,10 @@ def compare(
 ) -> None:
     """Train the student with each method and seed (and alone), then rank them: mean +- std, gap recovered, time."""
     from kdistill.compare import compare as run_compare
-    from kdistill.compare import parse_methods, parse_seeds, rich_table, split_methods
+    from kdistill.compare import parse_methods, parse_seeds, split_methods
     from kdistill.config import load_config
+    from kdistill.render import print_result
+    from kdistill.results import RunResult
 
     # Cheap checks first, so a typo fails before the config, the data or the teacher are loaded.
     seed_list = parse_seeds(seeds)
@@ -45,5 +47,5 @@ def compare(
     result = run_compare(run_config, entries, seed_list, output_dir=output_dir, name=name, baseline=baseline,
                          cache=cache, cache_dir=cache_dir, overwrite=overwrite, resume=resume, command=command,
                          log=lambda line: console.print(line, markup=False, highlight=False))
-    console.print(rich_table(result))
+    print_result(RunResult.from_json(result.folder / "results.json"), console)  # exactly what was saved
     console.print(f"compare folder: {result.folder} (results.md, results.json, one run folder per method and seed)")

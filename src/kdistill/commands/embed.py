@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from kdistill.console import cli_console
 from kdistill.errors import ConfigError
+from kdistill.results import Environment, Row, RunResult, columns_for
 
 
 def parse_layers(text: str) -> list[int]:
@@ -51,6 +51,7 @@ def distill_embeddings(
     from kdistill.lm.corpus import docstring_sentences
     from kdistill.lm.embedding import distill_embeddings as run
     from kdistill.lm.embedding import fresh_student, load_minilm_teacher
+    from kdistill.render import print_result, save
 
     console = cli_console()  # made per call: picks up the terminal width (COLUMNS) of this invocation
     chosen = None if fresh else parse_layers(layers)
@@ -69,7 +70,8 @@ def distill_embeddings(
     except ValueError as exc:  # e.g. layers outside the teacher's 0..5
         raise ConfigError(str(exc)) from None
     name = f"fresh BERT ({num_layers} layers, width {hidden})" if fresh else f"teacher layers {chosen}"
-    console.print(results_table(result, name))
+    table = embedding_result(result, name)
+    print_result(table, console)
     console.print(f"{len(texts) - heldout} training sentences, {heldout} held out; {result.seconds:.0f} s; "
                   f"epoch losses {', '.join(f'{loss:.4f}' for loss in result.losses)}")
     if output is not None:
@@ -79,16 +81,15 @@ def distill_embeddings(
         if not isinstance(model.projection, torch.nn.Identity):  # --fresh: width -> 384
             torch.save(model.projection.state_dict(), output / "projection.pt")
         (output / "metrics.json").write_text(json.dumps({"student": name, **result.as_dict()}, indent=1) + "\n")
+        save(table, output)
         console.print(f"student and metrics in {output}")
 
 
-def results_table(result, student_name: str) -> Table:
+def embedding_result(result, student_name: str) -> RunResult:
     """One row per model: cosine to the teacher, top-10 overlap, parameters, size, latency (held-out sentences)."""
-    table = Table(title=f"embedding distillation: MiniLM -> {student_name}")
-    for column in ("model", "cosine to teacher", "top-10 overlap", "parameters", "size (MB)", "latency (ms/32)"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for label, metrics in (("teacher", result.teacher), ("student before", result.student_before),
-                           ("student after", result.student_after)):
-        table.add_row(label, f"{metrics.cosine_to_teacher:.4f}", f"{metrics.top10_overlap:.4f}",
-                      f"{metrics.parameters:,}", f"{metrics.size_mb:.1f}", f"{metrics.latency_ms:.1f}")
-    return table
+    rows = [Row(label, {"cosine_to_teacher": m.cosine_to_teacher, "top10_overlap": m.top10_overlap,
+                        "parameters": m.parameters, "size_mb": m.size_mb, "latency_ms": m.latency_ms})
+            for label, m in (("teacher", result.teacher), ("student before", result.student_before),
+                             ("student after", result.student_after))]
+    return RunResult(f"embedding distillation: MiniLM -> {student_name}", "embedding", columns_for("embedding"), rows,
+                     Environment.capture("cpu"), name_label="model")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from kdistill.console import cli_console
-from kdistill.layers import LayerInfo, embedding_pair_of, list_layers, match_stages, stage_layers
+
+if TYPE_CHECKING:  # kdistill.layers imports torch: loaded when the command runs, not when the CLI starts
+    from kdistill.layers import LayerInfo
 
 console = cli_console()
 
@@ -23,6 +25,7 @@ def layers(
     """List both models' tappable modules with output shapes, and the pairs that ``pairs: auto`` would use."""
     from kdistill.config import DataConfig, ModelConfig
     from kdistill.data import load_data
+    from kdistill.layers import list_layers
     from kdistill.models import build_model
 
     splits = load_data(DataConfig(name=data, root=root))
@@ -36,6 +39,8 @@ def layers(
 
 
 def _layer_table(title: str, layers: list[LayerInfo], all_modules: bool) -> Table:
+    from kdistill.layers import stage_layers
+
     stages = {layer.name for layer in stage_layers(layers)}
     table = Table(title=title)
     for column in ("module", "type", "output shape", "note"):
@@ -50,6 +55,8 @@ def _layer_table(title: str, layers: list[LayerInfo], all_modules: bool) -> Tabl
 
 
 def _pairs_table(student_layers: list[LayerInfo], teacher_layers: list[LayerInfo]) -> Table:
+    from kdistill.layers import embedding_pair_of, match_stages
+
     table = Table(title="proposed pairs (student -> teacher)")
     for column in ("used by", "student module", "teacher module"):
         table.add_column(column)

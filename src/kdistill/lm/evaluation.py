@@ -13,7 +13,7 @@ from kdistill.data.base import DataSplits, load_data
 from kdistill.errors import ModelError
 from kdistill.evaluate import lm_test_metrics, speed_with
 from kdistill.models.base import build_model
-from kdistill.results import ModelRow
+from kdistill.results import Row
 from kdistill.tasks import Task
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def check_lm_vocabularies(entries: list[EvalEntry], teacher: EvalEntry | None, d
 
 
 def evaluate_lm(entries: list[EvalEntry], data: DataConfig, teacher: EvalEntry | None, eval_config: EvalConfig,
-                task: Task) -> list[ModelRow]:
+                task: Task) -> list[Row]:
     for entry in entries:
         if not entry.model.weights:
             raise ModelError(f"{entry.name}: no weights to evaluate")
@@ -84,21 +84,18 @@ def evaluate_lm_model(
     teacher_top1: torch.Tensor | None,
     eval_config: EvalConfig,
     task: Task,
-) -> tuple[ModelRow, torch.Tensor]:
+) -> tuple[Row, torch.Tensor]:
     """One language model's row, and its (N, T) top-1 token ids on the test split (the teacher's serve agreement)."""
     metrics, top1 = lm_test_metrics(model, splits.test, task, teacher_top1, batch_size=LM_EVAL_BATCH)
     speed = speed_with(eval_config, model, splits.sample_input(), tokens=True)
-    row = ModelRow(
-        name=name,
+    row = Row(name, dict(
         parameters=speed.parameters,
         size_bytes=speed.size_bytes,
-        test_accuracy=metrics["test_accuracy"],
-        agreement=metrics.get("test_agreement"),
-        ece=None,
-        latency_ms=speed.latency_ms,
-        throughput=speed.throughput,
-        task=task.name,
         test_loss=metrics["test_loss"],
         perplexity=metrics["test_perplexity"],
-    )
+        test_accuracy=metrics["test_accuracy"],
+        agreement=metrics.get("test_agreement"),
+        latency_ms=speed.latency_ms,
+        tokens_per_s=speed.throughput,
+    ))
     return row, top1

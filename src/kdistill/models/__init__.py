@@ -1,8 +1,9 @@
 """Model sources. Importing this package registers the built-in ones."""
 
-from kdistill.models import builtin, encoders, hf, hub  # noqa: F401  (registration)
+from kdistill.models import builtin, encoders, given, hf, hub  # noqa: F401  (registration)
 from kdistill.models.base import MODEL_SOURCES, ModelRequest, build_model, count_parameters, logits_of
+from kdistill.models.run_folder import load_model
 from kdistill.models.weights import load_weights, save_weights
 
-__all__ = ["MODEL_SOURCES", "ModelRequest", "build_model", "count_parameters", "load_weights", "logits_of",
-           "save_weights"]
+__all__ = ["MODEL_SOURCES", "ModelRequest", "build_model", "count_parameters", "load_model", "load_weights",
+           "logits_of", "save_weights"]

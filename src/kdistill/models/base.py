@@ -39,8 +39,10 @@ MODEL_SOURCES: Registry[ModelSource] = Registry("model source")
 
 def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int, role: str = "model") -> nn.Module:
     """Build the model, load its weights if given, and check it maps the data's inputs to ``num_classes`` logits."""
+    from kdistill.models.run_folder import resolve_model
     from kdistill.models.weights import load_weights
 
+    config = resolve_model(config)  # a run folder (as name or weights) stands for the model it trained
     source_name, _, argument = config.name.partition(":")
     source = MODEL_SOURCES.get(source_name)
     request = ModelRequest(argument or None, dict(config.kwargs), tuple(input_shape), num_classes, config.pretrained)

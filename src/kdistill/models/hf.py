@@ -61,6 +61,10 @@ def build_hf(request: ModelRequest) -> nn.Module:
     return model
 
 
+# from_pretrained loads the folder's own weights (tied ones included): no teacher.weights or pretrained flag needed
+build_hf.ships_weights = True
+
+
 def _special_ids(vocab_size: int, kwargs: dict) -> dict[str, int | None]:
     """Byte-tokenizer specials when they fit in the vocabulary, unless given."""
     defaults = {"pad_token_id": 256, "bos_token_id": 257, "eos_token_id": 258} if vocab_size >= 259 else {}

@@ -32,7 +32,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (any reader failure means the same thing to the user)
-        raise CheckpointError(f"cannot read weights {str(path)!r}: {str(exc).splitlines()[0]}") from None
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]  # an empty file: EOFError with no message
+        raise CheckpointError(f"cannot read weights {str(path)!r}: {first_line}") from None
     for key in ("state_dict", "model", "student"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -35,7 +35,7 @@ class ClassificationTask(Task):
     def final_metrics(self, config, run_dir: Path, student: nn.Module, teacher: nn.Module | None, splits) -> dict:
         """Test accuracy of the last and the best-validation student, agreement with the teacher, ECE."""
         from kdistill.evaluate import accuracy, agreement, expected_calibration_error, predict
-        from kdistill.models.base import build_model
+        from kdistill.models.given import fresh_copy
         from kdistill.models.weights import load_weights
         from kdistill.runs import STUDENT_WEIGHTS
 
@@ -47,7 +47,7 @@ class ClassificationTask(Task):
         }
         best_weights = run_dir / "checkpoints/best" / STUDENT_WEIGHTS
         if best_weights.is_file():
-            best = build_model(config.student, splits.input_shape, splits.num_classes, role="student")
+            best = fresh_copy(config.student, student, splits.input_shape, splits.num_classes)  # a given module too
             load_weights(best, best_weights, role="student")
             metrics["test_accuracy_best"] = accuracy(predict(best, splits.test, batch_size, self)[0], targets)
         if teacher is not None:
@@ -77,12 +77,11 @@ class ClassificationTask(Task):
     def evaluate_model(self, name: str, model: nn.Module, splits, teacher_logits: torch.Tensor | None, eval_config):
         """(this model's row, its test logits): accuracy, agreement, ECE, size, batch-1 latency, throughput."""
         from kdistill.evaluate import accuracy, agreement, expected_calibration_error, predict, speed_with
-        from kdistill.results import ModelRow
+        from kdistill.results import Row
 
         logits, targets = predict(model, splits.test, task=self)
         speed = speed_with(eval_config, model, splits.sample_input())
-        row = ModelRow(
-            name=name,
+        row = Row(name, dict(
             parameters=speed.parameters,
             size_bytes=speed.size_bytes,
             test_accuracy=accuracy(logits, targets),
@@ -90,5 +89,5 @@ class ClassificationTask(Task):
             ece=expected_calibration_error(logits, targets, eval_config.ece_bins),
             latency_ms=speed.latency_ms,
             throughput=speed.throughput,
-        )
+        ))
         return row, logits

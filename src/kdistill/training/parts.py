@@ -63,7 +63,7 @@ def phase_for_epoch(config: RunConfig, epoch: int, distilling: bool) -> Phase:
 def make_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
     o = config.optim
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov)
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
     return cls(params, lr=o.lr, weight_decay=o.weight_decay)
 
