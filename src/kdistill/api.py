@@ -41,7 +41,7 @@ from kdistill.methods.base import Method, MethodContext, build_method
 from kdistill.models.base import MODEL_SOURCES, build_model
 from kdistill.models.weights import load_weights, save_weights
 from kdistill.results import ModelRow
-from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, prepare_run_dir, write_json
+from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, prepare_run_dir, release_run_dir, write_json
 from kdistill.tasks import TASKS, Task
 from kdistill.teacher import LiveTeacher, Teacher
 from kdistill.trainer import Trainer, make_fabric
@@ -118,6 +118,7 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
                    epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs)
     write_json(run_dir / "summary.json", metrics)
+    release_run_dir(run_dir)
     return RunResult(run_dir, config, student, metrics, fit.history)
 
 
@@ -243,13 +244,16 @@ class EvalEntry:
     tokenizer: str | None = None
 
 
-def entry_from_run(run_dir: str | Path) -> tuple[EvalEntry, RunConfig]:
+def entry_from_run(run_dir: str | Path, trust_code: bool = False) -> tuple[EvalEntry, RunConfig]:
+    """``trust_code``: import a ``file:`` model the run names even if this machine did not record it (see trust.py)."""
     from kdistill.config import load_config
+    from kdistill.models.trust import check_run_code
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / STUDENT_WEIGHTS).is_file():
         raise ConfigError(f"{run_dir} is not a finished kdistill run (needs {CONFIG_FILE} and {STUDENT_WEIGHTS})")
     config = load_config(run_dir / CONFIG_FILE)
+    check_run_code(config, run_dir, trust_code)
     model = config.student.model_copy(update={"weights": str(run_dir / STUDENT_WEIGHTS)})
     return EvalEntry(run_dir.name, model, task=config.task, tokenizer=config.data.tokenizer), config
 

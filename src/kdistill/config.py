@@ -13,10 +13,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kdistill.errors import ConfigError
+from kdistill.safe_yaml import load_yaml, reject_non_finite
+
+SEED_LIMIT = 2**32  # numpy and Lightning's seed_everything take seeds in [0, 2^32)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: NaN/inf in any float field is an error naming the key (NaN < 0 passes range checks).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -32,7 +36,9 @@ class DataConfig(_Strict):
     augment_crop_padding: int = Field(0, ge=0, description="random crop after padding by this many pixels (0: off)")
     augment_hflip: bool = Field(False, description="random horizontal flip")
     image_size: int | None = Field(None, gt=0, description="imagefolder: resize images to this square size")
-    split_seed: int = Field(0, description="seed of the train/val/test split (kept apart from the training seed)")
+    split_seed: int = Field(
+        0, ge=0, lt=SEED_LIMIT - 2, description="seed of the train/val/test split (kept apart from the training seed)"
+    )
     # Text data (language models)
     max_length: int = Field(128, gt=0, description="text: tokens per sequence")
     on_overlong: Literal["truncate", "error"] = Field(
@@ -56,6 +62,11 @@ class ModelConfig(_Strict):
         "A different tokenizer needs the cross-tokenizer method 'uld'",
     )
 
+    @field_validator("kwargs")
+    @classmethod
+    def _finite_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return reject_non_finite(value)
+
 
 class StageConfig(_Strict):
     """One stage of a multi-stage schedule (e.g. FitNets: hint pre-training, then KD)."""
@@ -65,6 +76,11 @@ class StageConfig(_Strict):
         None, ge=0.0, le=1.0, description="hard-label weight in this stage (default: distill.alpha)"
     )
     methods: dict[str, float] = Field(..., description="method name -> weight in this stage")
+
+    @field_validator("methods")
+    @classmethod
+    def _non_negative_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_weights(value)
 
 
 class OnPolicyConfig(_Strict):
@@ -128,10 +144,20 @@ class DistillConfig(_Strict):
     @field_validator("methods")
     @classmethod
     def _non_negative_weights(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, weight in value.items():
-            if weight < 0:
-                raise ValueError(f"weight of method {name!r} must be >= 0, got {weight}")
-        return value
+        return _check_weights(value)
+
+    @field_validator("method_options")
+    @classmethod
+    def _finite_options(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return reject_non_finite(value)
+
+
+def _check_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Method weights are finite (the model config) and >= 0: a negative weight would reward the divergence."""
+    for name, weight in weights.items():
+        if weight < 0:
+            raise ValueError(f"weight of method {name!r} must be >= 0, got {weight}")
+    return weights
 
 
 class OptimConfig(_Strict):
@@ -158,6 +184,46 @@ class TrainerConfig(_Strict):
     accumulate_grad_batches: int = Field(1, gt=0, description="micro-batches per optimiser step")
     progress: bool = Field(True, description="show rich progress bars")
 
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: str) -> str:
+        return _one_of(value, ACCELERATORS, "accelerator")
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        return _one_of(value, PRECISIONS, "precision")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from lightning.fabric.strategies import STRATEGY_REGISTRY  # lazy: lightning takes seconds to import
+
+        return _one_of(value, ("auto", *STRATEGY_REGISTRY.available_strategies()), "strategy")
+
+    @field_validator("devices")
+    @classmethod
+    def _valid_devices(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and (value >= 1 or value == -1):
+            return value
+        indices = str(value).strip().rstrip(",").split(",")
+        if isinstance(value, str) and (value == "auto" or all(part.strip().isdigit() for part in indices)):
+            return value
+        raise ValueError(f"devices must be a count >= 1, -1 (all), 'auto', or device indices like '0,1'; "
+                         f"got {value!r}")
+
+
+# Values Lightning Fabric accepts (lightning.fabric.connector); checked here so that a typo is a config error.
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], key: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
+    return value
+
 
 class EvalConfig(_Strict):
     latency_runs: int = Field(100, gt=0, description="timed batch-1 forward passes (median reported)")
@@ -173,7 +239,7 @@ class RunConfig(_Strict):
     name: str = Field("run", description="run folder name under output_dir")
     task: str = Field("classification", description="classification | causal-lm | embedding")
     output_dir: str = "runs"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="training seed, in [0, 2^32)")
     data: DataConfig = Field(default_factory=DataConfig)
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp"))
     teacher: ModelConfig | None = None
@@ -182,12 +248,28 @@ class RunConfig(_Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return check_run_name(value)
+
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def check_run_name(name: str) -> str:
+    """A run name is one plain folder name: joined to output_dir it must stay a child of it."""
+    bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+           or Path(name).is_absolute() or name != name.strip())
+    if bad:
+        raise ValueError(f"run name {name!r} must be a plain folder name (no path separators, not '.' or '..', "
+                         "not empty); put the parent folder in output_dir")
+    return name
+
+
+def validation_problems(err: ValidationError) -> list[str]:
+    """One ``key: message`` line per problem of a pydantic error."""
     problems = []
     for item in err.errors():
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
@@ -195,7 +277,11 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; `kdistill config` prints every key)"
         problems.append(f"{key}: {message}")
-    return f"invalid config ({source}): " + "; ".join(problems)
+    return problems
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    return f"invalid config ({source}): " + "; ".join(validation_problems(err))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -203,9 +289,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.path=value, e.g. trainer.epochs=5")
     key, raw = text.split("=", 1)
-    if not key.strip():
+    keys = key.strip().split(".")
+    if not all(part.strip() for part in keys):
         raise ConfigError(f"override {text!r} has an empty key")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    return keys, load_yaml(raw, f"the value of --set {key.strip()}") if raw.strip() else None
 
 
 def _set_dotted(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -227,10 +314,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}".replace("\n", " ")) from exc
+        loaded = load_yaml(read_text(path, "config file"), f"config file {str(path)!r}") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(loaded).__name__}")
         tree = {**loaded, **tree}
@@ -244,7 +328,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        error = ConfigError(_format_validation_error(exc, source))
+        error.problems = validation_problems(exc)  # one line each, for `kdistill check`
+        raise error from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """A text file's contents; unreadable or binary (not UTF-8) is a ConfigError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc}") from None
 
 
 def dump_config(config: RunConfig, path: Path) -> None:

@@ -27,3 +27,15 @@ class CheckpointError(KdistillError):
 
 class RunFolderError(KdistillError):
     """The run folder exists (and neither overwrite nor resume was asked) or is not a run folder."""
+
+
+class RunLockedError(RunFolderError):
+    """Another process holds the run folder's lock (it is training, resuming or overwriting that run)."""
+
+
+class UntrustedCodeError(ModelError):
+    """A config from a run folder names Python code (``file:x.py:fn``) that kdistill was not told to trust."""
+
+
+class NumericalError(KdistillError, FloatingPointError):
+    """Training produced a non-finite loss, gradient or weight (still a FloatingPointError for old callers)."""

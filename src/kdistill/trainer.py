@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kdistill.config import RunConfig
-from kdistill.errors import RunFolderError
+from kdistill.errors import ConfigError, NumericalError, RunFolderError
 from kdistill.methods.base import Method
 from kdistill.models.weights import save_weights
 from kdistill.outputs import ModelOutputs
@@ -38,6 +38,8 @@ from kdistill.runs import (
     publish_best,
     read_jsonl,
     truncate_metrics,
+    verify_checksums,
+    write_checksums,
 )
 from kdistill.taps import FeatureTaps
 from kdistill.tasks import Task
@@ -127,9 +129,12 @@ def make_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, steps_pe
 def make_fabric(config: RunConfig, run_dir: Path) -> L.Fabric:
     t = config.trainer
     logger = TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version="")
-    return L.Fabric(
-        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision, loggers=[logger]
-    )
+    try:
+        return L.Fabric(
+            accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision, loggers=[logger]
+        )
+    except (ValueError, TypeError, RuntimeError) as exc:  # e.g. accelerator cuda on a machine without a GPU
+        raise ConfigError(f"trainer accelerator/devices/strategy/precision: {str(exc).splitlines()[0]}") from None
 
 
 class Trainer:
@@ -277,7 +282,7 @@ class Trainer:
                 if terms:
                     loss = phase.alpha * task_loss + (1.0 - phase.alpha) * sum(terms.values())
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise NumericalError(
                     f"loss became {loss.item()} at epoch {epoch + 1}; lower optim.lr or use precision 32-true"
                 )
             with fabric.no_backward_sync(wrapped, enabled=not last):
@@ -335,6 +340,7 @@ class Trainer:
         }
         torch.save(state, tmp / "state.tmp")
         (tmp / "state.tmp").replace(tmp / "state.pt")
+        write_checksums(tmp)  # verified on resume: a damaged file is refused by name
         if last.exists():
             shutil.rmtree(old, ignore_errors=True)
             last.rename(old)
@@ -350,6 +356,7 @@ class Trainer:
             shutil.rmtree(self.run_dir / LAST_CHECKPOINT, ignore_errors=True)
             last = last.rename(self.run_dir / LAST_CHECKPOINT)
         publish_best(self.run_dir)
+        verify_checksums(last)
         module.student.load_state_dict(load_file(str(last / STUDENT_WEIGHTS)))
         if (last / "methods.safetensors").is_file():
             module.methods.load_state_dict(load_file(str(last / "methods.safetensors")))
