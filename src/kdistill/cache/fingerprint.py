@@ -77,7 +77,7 @@ def data_fingerprint(config: DataConfig, splits: DataSplits) -> dict:
             projection = np.random.default_rng(0).choice([-1.0, 1.0], size=inputs.shape[1])
         wide = inputs.astype(np.float64)
         signature.append(np.stack([wide.sum(1), wide @ projection, labels.sum(1).astype(np.float64)], axis=1))
-    table = np.concatenate(signature).astype("<f8") if signature else np.zeros((0, 3), "<f8")
+    table = np.concatenate(signature).astype("<f4") if signature else np.zeros((0, 3), "<f4")
     return {
         "name": config.name,
         "split_sizes": [len(splits.train), len(splits.val), len(splits.test)],
@@ -85,12 +85,13 @@ def data_fingerprint(config: DataConfig, splits: DataSplits) -> dict:
         "input_shape": list(splits.input_shape),
         "inputs_sha256": inputs_digest.hexdigest(),
         "labels_sha256": labels_digest.hexdigest(),
-        "item_signature": base64.b64encode(table.tobytes()).decode(),  # (N, 3) float64: sum, projection, labels
+        "item_signature": base64.b64encode(table.tobytes()).decode(),  # (N, 3) float32: sum, projection, labels
     }
 
 
 def _signature(fingerprint: dict) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(fingerprint["item_signature"]), dtype="<f8").reshape(-1, 3)
+    table = np.frombuffer(base64.b64decode(fingerprint["item_signature"]), dtype="<f4")
+    return table.astype(np.float64).reshape(-1, 3)
 
 
 def _items(positions: np.ndarray, total: int) -> str:
