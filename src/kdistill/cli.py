@@ -278,7 +278,8 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001  click usage errors arrive here in non-standalone mode
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, (click.ClickException, typer.TyperException)) and hasattr(exc, "format_message"):
+            # Typer bundles its own click (typer._click): its usage errors are not click.ClickException.
+            print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", 2))
         raise

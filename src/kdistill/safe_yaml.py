@@ -23,8 +23,9 @@ def load_yaml(text: str, what: str) -> Any:
     """Parse one YAML document; malformed, oversized or alias-bomb input is a one-line ConfigError naming ``what``."""
     if len(text) > MAX_YAML_CHARS:
         raise ConfigError(f"{what} is {len(text):,} characters of YAML; the limit is {MAX_YAML_CHARS:,}")
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader refuses unprintable characters already here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -35,7 +36,8 @@ def load_yaml(text: str, what: str) -> Any:
     except RecursionError:
         raise ConfigError(f"{what} nests too deeply to be a config (limit {MAX_YAML_DEPTH} levels)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_expanded_size(root: yaml.Node, what: str) -> None:

@@ -70,4 +70,7 @@ def build_method(name: str, temperature: float, num_classes: int, options: dict[
     if unknown:
         known = [p for p in params if p not in ("self", "temperature", "num_classes")]
         raise ConfigError(f"distill.method_options.{name}: unknown option(s) {unknown}; {name} takes {known}")
-    return cls(**kwargs, **options)
+    try:
+        return cls(**kwargs, **options)
+    except (TypeError, ValueError) as exc:  # an option of the wrong type (None, a string...): name the method
+        raise ConfigError(f"distill.method_options.{name}: {exc}") from None
