@@ -355,8 +355,8 @@ class Trainer:
         if last != self.run_dir / LAST_CHECKPOINT:  # a kill mid-swap: promote the complete one to "last"
             shutil.rmtree(self.run_dir / LAST_CHECKPOINT, ignore_errors=True)
             last = last.rename(self.run_dir / LAST_CHECKPOINT)
+        verify_checksums(last)  # before anything is read or published from it
         publish_best(self.run_dir)
-        verify_checksums(last)
         module.student.load_state_dict(load_file(str(last / STUDENT_WEIGHTS)))
         if (last / "methods.safetensors").is_file():
             module.methods.load_state_dict(load_file(str(last / "methods.safetensors")))

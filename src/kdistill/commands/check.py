@@ -135,7 +135,7 @@ def one_step(config, task, student, teacher, methods, train_set) -> float:
     finally:
         if module.taps:
             module.taps.remove()
-    return float(loss)
+    return float(loss.detach())
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config to check")]
