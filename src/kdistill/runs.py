@@ -63,8 +63,8 @@ def _reopen_for_resume(config: RunConfig, run_dir: Path) -> Path:
     if run_dir.is_dir():
         lock_run_dir(run_dir)  # before reading anything: another process may be writing it
     if find_checkpoint(run_dir) is None:
-        raise RunFolderError(f"cannot resume {run_dir}: no complete checkpoint there ({LAST_CHECKPOINT}/state.pt "
-                             "missing); start it without --resume")
+        raise RunFolderError(f"cannot resume {run_dir}: no checkpoint there ({LAST_CHECKPOINT}/state.pt is missing); "
+                             "start it without --resume")
     check_same_config(config, run_dir)
     return run_dir
 
@@ -169,8 +169,8 @@ def check_same_config(config: RunConfig, run_dir: Path) -> None:
     current.get("trainer", {}).pop("epochs", None)
     differing = sorted(_diff_keys(saved, current))
     if differing:
-        raise RunFolderError(f"cannot resume {run_dir} with a different config (its {CONFIG_FILE} differs at: "
-                             f"{', '.join(differing)})")
+        raise RunFolderError(f"cannot resume {run_dir} with a different config (differs at: {', '.join(differing)}) "
+                             f"than its saved {CONFIG_FILE}")
 
 
 def read_saved_config(run_dir: Path) -> RunConfig:
