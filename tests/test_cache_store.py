@@ -156,7 +156,7 @@ def test_last_bit_noise_in_inputs_is_not_a_data_change(tmp_path):
     noisy = load_data(config.data)
     noisy.train.inputs.mul_(1 + 1e-7)  # as if the normalisation statistics differed in the last bit
     stored = cache_info(tmp_path / "c")["manifest"]["data"]
-    assert data_fingerprint(config.data, noisy)["sample_sha256"] != stored["sample_sha256"]
+    assert data_fingerprint(config.data, noisy)["inputs_sha256"] != stored["inputs_sha256"]
     open_cached_teacher(tmp_path / "c", config, noisy)
 
 

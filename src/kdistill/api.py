@@ -28,7 +28,7 @@ from kdistill.models.run_folder import DATA_RECORD_FILE, data_record, resolve_ru
 from kdistill.models.weights import save_weights
 from kdistill.results import Environment, columns_for, training_result
 from kdistill.results import RunResult as ResultTable
-from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, write_json
+from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, release_run_dir, write_json
 from kdistill.tasks import TASKS, Task
 from kdistill.teachers import TEACHERS, Teacher, build_teacher
 from kdistill.trainer import Trainer, launch_fabric, prepare_run_dir_once
@@ -113,6 +113,7 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, cal
     training_result(f"kdistill {'distill' if distilling else 'train'}: {config.name}", task.name, metrics,
                     sum(p.numel() for p in student.parameters()), (run_dir / STUDENT_WEIGHTS).stat().st_size,
                     str(fabric.device)).to_json(run_dir / "results.json")
+    release_run_dir(run_dir)
     return RunResult(run_dir, config, student, metrics, fit.history)
 
 
@@ -179,13 +180,16 @@ class EvalEntry:
     tokenizer: str | None = None
 
 
-def entry_from_run(run_dir: str | Path) -> tuple[EvalEntry, RunConfig]:
+def entry_from_run(run_dir: str | Path, trust_code: bool = False) -> tuple[EvalEntry, RunConfig]:
+    """``trust_code``: import a ``file:`` model the run names even if this machine did not record it (see trust.py)."""
     from kdistill.config import load_config
+    from kdistill.models.trust import check_run_code
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / STUDENT_WEIGHTS).is_file():
         raise ConfigError(f"{run_dir} is not a finished kdistill run (needs {CONFIG_FILE} and {STUDENT_WEIGHTS})")
     config = load_config(run_dir / CONFIG_FILE)
+    check_run_code(config, run_dir, trust_code)
     model = config.student.model_copy(update={"weights": str(run_dir / STUDENT_WEIGHTS)})
     return EvalEntry(run_dir.name, model, task=config.task, tokenizer=config.data.tokenizer), config
 

@@ -139,6 +139,7 @@ def eval_(
     latency_runs: Annotated[int, Opt(help="timed batch-1 runs")] = 100,
     threads: Annotated[int | None, Opt(help="torch threads for latency")] = None,
     output: Annotated[Path | None, Opt(help="also save the table here (folder)")] = None,
+    trust_code: Annotated[bool, Opt(help="import file: model code named by run folders not created here")] = False,
 ) -> None:
     """Accuracy, agreement with the teacher, calibration (ECE), latency and size of checkpoints on a data set.
 
@@ -153,7 +154,7 @@ def eval_(
 
     entries, data_config = [], None
     for run in runs or []:
-        entry, run_config = api.entry_from_run(run)
+        entry, run_config = api.entry_from_run(run, trust_code)
         entries.append(entry)
         data_config = data_config or run_config.data
     if model and is_run_folder(model):  # --model runs/x: that run's model, its weights (or --weights) and task
@@ -162,15 +163,15 @@ def eval_(
             update={"weights": weights})))
         data_config = data_config or run_config.data
     elif model:
-        import yaml
+        from kdistill.safe_yaml import load_yaml
 
-        kwargs = yaml.safe_load(model_kwargs) if model_kwargs else {}
+        kwargs = load_yaml(model_kwargs, "--model-kwargs") if model_kwargs else {}
         entries.append(
             api.EvalEntry(Path(weights or model).stem, ModelConfig(name=model, kwargs=kwargs, weights=weights))
         )
     if not entries:
         raise KdistillError("nothing to evaluate: give run folders, or --model NAME --weights PATH")
-    teacher, teacher_config = api.entry_from_run(teacher_run) if teacher_run else (None, None)
+    teacher, teacher_config = api.entry_from_run(teacher_run, trust_code) if teacher_run else (None, None)
     data_config = data_config or (teacher_config.data if teacher_config else None) or DataConfig()
     if data or data_root:
         data_config = data_config.model_copy(update={k: v for k, v in {"name": data, "root": data_root}.items() if v})
@@ -233,9 +234,10 @@ def show_config(
 
 def _mount_commands() -> None:
     """Commands that live in their own modules (kdistill.commands.*), imported when the CLI starts."""
-    from kdistill.commands import cache, compare, embed, layers
+    from kdistill.commands import cache, check, compare, embed, layers
 
     app.command("layers")(layers.layers)
+    app.command("check")(check.check)
     app.command("compare")(compare.compare)
     app.command("distill-embeddings")(embed.distill_embeddings)
     app.add_typer(cache.app, name="cache")

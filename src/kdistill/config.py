@@ -13,6 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from kdistill.errors import ConfigError
+from kdistill.safe_yaml import load_yaml, reject_non_finite
+
+SEED_LIMIT = 2**32  # numpy and Lightning's seed_everything take seeds in [0, 2^32)
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
 STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp")  # launched by fabric.launch() in-script
@@ -20,7 +23,8 @@ PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "16-mixed", "bf16-
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: NaN/inf in any float field is an error naming the key (NaN < 0 passes range checks).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -36,7 +40,9 @@ class DataConfig(_Strict):
     augment_crop_padding: int = Field(0, ge=0, description="random crop after padding by this many pixels (0: off)")
     augment_hflip: bool = Field(False, description="random horizontal flip")
     image_size: int | None = Field(None, gt=0, description="imagefolder: resize images to this square size")
-    split_seed: int = Field(0, description="seed of the train/val/test split (kept apart from the training seed)")
+    split_seed: int = Field(
+        0, ge=0, lt=SEED_LIMIT - 2, description="seed of the train/val/test split (kept apart from the training seed)"
+    )
     # Text data (language models)
     max_length: int = Field(128, gt=0, description="text: tokens per sequence")
     on_overlong: Literal["truncate", "error"] = Field(
@@ -67,6 +73,11 @@ class ModelConfig(_Strict):
         "student's (data.tokenizer); default: the tokenizer files of an hf:<folder> teacher, else data.tokenizer. "
         "A different tokenizer needs the cross-tokenizer method 'uld'",
     )
+
+    @field_validator("kwargs")
+    @classmethod
+    def _finite_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return reject_non_finite(value)
 
 
 class ModelTeacherConfig(ModelConfig):
@@ -141,6 +152,11 @@ class StageConfig(_Strict):
     )
     methods: dict[str, float] = Field(..., description="method name -> weight in this stage")
 
+    @field_validator("methods")
+    @classmethod
+    def _non_negative_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_weights(value)
+
 
 class OnPolicyConfig(_Strict):
     """On-policy GKD (Agarwal et al., ICLR 2024, arXiv:2306.13649), task causal-lm: per micro-batch, with probability
@@ -206,10 +222,20 @@ class DistillConfig(_Strict):
     @field_validator("methods")
     @classmethod
     def _non_negative_weights(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, weight in value.items():
-            if weight < 0:
-                raise ValueError(f"weight of method {name!r} must be >= 0, got {weight}")
-        return value
+        return _check_weights(value)
+
+    @field_validator("method_options")
+    @classmethod
+    def _finite_options(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return reject_non_finite(value)
+
+
+def _check_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Method weights are finite (the model config) and >= 0: a negative weight would reward the divergence."""
+    for name, weight in weights.items():
+        if weight < 0:
+            raise ValueError(f"weight of method {name!r} must be >= 0, got {weight}")
+    return weights
 
 
 class OptimConfig(_Strict):
@@ -251,32 +277,36 @@ class TrainerConfig(_Strict):
     @field_validator("accelerator")
     @classmethod
     def _known_accelerator(cls, value: str) -> str:
-        if value not in ACCELERATORS:
-            raise ValueError(f"unknown accelerator {value!r}; choose one of {', '.join(ACCELERATORS)}")
-        return value
-
-    @field_validator("devices")
-    @classmethod
-    def _device_count(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        if value == "auto" or (isinstance(value, int) and (value > 0 or value == -1)):
-            return value
-        raise ValueError(f"devices must be a positive number, -1 (all) or 'auto', got {value!r}")
-
-    @field_validator("strategy")
-    @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        if value not in STRATEGIES:
-            raise ValueError(f"unknown strategy {value!r}; choose one of {', '.join(STRATEGIES)}")
-        return value
+        return _one_of(value, ACCELERATORS, "accelerator")
 
     @field_validator("precision")
     @classmethod
     def _known_precision(cls, value: str) -> str:
-        if value not in PRECISIONS:
-            raise ValueError(f"unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}")
-        return value
+        return _one_of(value, PRECISIONS, "precision")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        return _one_of(value, STRATEGIES, "strategy")
+
+    @field_validator("devices")
+    @classmethod
+    def _valid_devices(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():  # the CLI passes "2"
+            value = int(value)
+        if isinstance(value, int) and (value >= 1 or value == -1):
+            return value
+        indices = str(value).strip().rstrip(",").split(",")
+        if isinstance(value, str) and (value == "auto" or all(part.strip().isdigit() for part in indices)):
+            return value
+        raise ValueError(f"devices must be a count >= 1, -1 (all), 'auto', or device indices like '0,1'; "
+                         f"got {value!r}")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], key: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
+    return value
 
 
 class EvalConfig(_Strict):
@@ -299,7 +329,8 @@ class RunConfig(_Strict):
     name: str = Field("run", description="run folder name under output_dir")
     task: str = Field("classification", description="classification | causal-lm | embedding")
     output_dir: str = Field("runs", description="parent folder of run folders")
-    seed: int = Field(0, description="training seed: initialisation, shuffling, augmentation")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="training seed (initialisation, shuffling, augmentation), "
+                      "in [0, 2^32)")
     data: DataConfig = Field(default_factory=DataConfig)
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp"), description="the model trained")
     teacher: TeacherConfig | None = Field(None, description="the teacher, by kind (null: plain training)")
@@ -312,13 +343,28 @@ class RunConfig(_Strict):
     @classmethod
     def _legacy_teacher(cls, value: Any) -> Any:
         return legacy_teacher_tree(value)
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return check_run_name(value)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def check_run_name(name: str) -> str:
+    """A run name is one plain folder name: joined to output_dir it must stay a child of it."""
+    bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+           or Path(name).is_absolute() or name != name.strip())
+    if bad:
+        raise ValueError(f"run name {name!r} must be a plain folder name (no path separators, not '.' or '..', "
+                         "not empty); put the parent folder in output_dir")
+    return name
+
+
+def validation_problems(err: ValidationError) -> list[str]:
+    """One ``key: message`` line per problem of a pydantic error."""
     problems = []
     for item in err.errors():
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
@@ -326,7 +372,11 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; `kdistill config` prints every key)"
         problems.append(f"{key}: {message}")
-    return f"invalid config ({source}): " + "; ".join(problems)
+    return problems
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    return f"invalid config ({source}): " + "; ".join(validation_problems(err))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -334,9 +384,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.path=value, e.g. trainer.epochs=5")
     key, raw = text.split("=", 1)
-    if not key.strip():
+    keys = key.strip().split(".")
+    if not all(part.strip() for part in keys):
         raise ConfigError(f"override {text!r} has an empty key")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    return keys, load_yaml(raw, f"the value of --set {key.strip()}") if raw.strip() else None
 
 
 def _set_dotted(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -358,10 +409,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}".replace("\n", " ")) from exc
+        loaded = load_yaml(read_text(path, "config file"), f"config file {str(path)!r}") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(loaded).__name__}")
         tree = {**loaded, **tree}
@@ -378,7 +426,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        error = ConfigError(_format_validation_error(exc, source))
+        error.problems = validation_problems(exc)  # one line each, for `kdistill check`
+        raise error from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """A text file's contents; unreadable or binary (not UTF-8) is a ConfigError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc}") from None
 
 
 def dump_config(config: RunConfig, path: Path) -> None:

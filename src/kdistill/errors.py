@@ -46,3 +46,14 @@ class TrainingInterrupted(KdistillError):
         super().__init__(message)
         self.signal_number = signal_number
         self.exit_code = 128 + signal_number
+
+
+class RunLockedError(RunFolderError):
+    """Another process holds the run folder's lock (it is training, resuming or overwriting that run)."""
+
+
+class UntrustedCodeError(ModelError):
+    """A config from a run folder names Python code (``file:x.py:fn``) that kdistill was not told to trust."""
+
+
+NumericalError = NonFiniteError  # the name kdistill check and older callers use

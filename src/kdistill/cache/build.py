@@ -116,11 +116,14 @@ def _open_or_create(root: Path, wanted: dict) -> CacheStore:
         store = CacheStore.open(root)
         check_same_store(store.manifest, wanted, root)
         store.remove_temporaries()
-        # A shard listed but deleted since is built again.
-        present = [s for s in store.manifest["completed_shards"] if (root / shard_name(s)).is_file()]
-        if present != store.manifest["completed_shards"]:
-            store.manifest["completed_shards"] = present
+        # A shard listed but deleted or damaged since (checked against its sha256) is built again.
+        damaged = [s for s in store.manifest["completed_shards"] if store.shard_problem(s)]
+        if damaged:
+            store.manifest["completed_shards"] = [s for s in store.manifest["completed_shards"] if s not in damaged]
+            for shard in damaged:
+                (root / shard_name(shard)).unlink(missing_ok=True)
             store.write_manifest()
+        store.repaired = damaged
         return store
     if root.exists() and any(not p.name.endswith(".tmp") for p in root.iterdir()):
         raise CacheError(f"{str(root)!r} exists and is not a teacher cache (no {MANIFEST}); pick an empty --dir")
@@ -216,7 +219,9 @@ def build_cache(
         _fill(store, teacher, loader, target, progress)
         teacher.close()
     store.close()
-    return cache_info(root)
+    info = cache_info(root)
+    info["rebuilt_shards"] = store.repaired
+    return info
 
 
 def _fill(store: CacheStore, teacher, loader: DataLoader, device: torch.device, progress) -> None:
@@ -244,14 +249,17 @@ def cache_info(cache_dir: str | Path) -> dict:
     """
     store = CacheStore.open(cache_dir)
     manifest = store.manifest
+    damaged = {shard: problem for shard in manifest["completed_shards"] if (problem := store.shard_problem(shard))}
+    good = [shard for shard in manifest["completed_shards"] if shard not in damaged]
     info = {
         "path": str(Path(cache_dir)),
         "manifest": manifest,
         "size_on_disk": store.size_on_disk(),
         "bytes_per_sample": store.bytes_per_sample,
-        "complete_shards": len(manifest["completed_shards"]),
+        "complete_shards": len(good),  # verified against their checksums: a damaged shard is not coverage
         "num_shards": store.num_shards,
-        "coverage": store.coverage,
+        "coverage": len(good) / store.num_shards,
+        "damaged_shards": damaged,
     }
     if store.positions:
         info["bytes_per_token"] = store.bytes_per_sample / store.positions
@@ -259,7 +267,7 @@ def cache_info(cache_dir: str | Path) -> dict:
         if targets:
             info["bytes_per_target_token"] = store.bytes_per_sample * store.num_samples / targets
     # Measured: the folder's size on disk (shards with their headers, manifest) over what the complete shards hold.
-    stored = sum(len(store.shard_samples(shard)) for shard in manifest["completed_shards"])
+    stored = sum(len(store.shard_samples(shard)) for shard in good)
     if stored:
         info["disk_bytes_per_sample"] = info["size_on_disk"] / stored
         if store.positions:

@@ -1,7 +1,8 @@
-"""Fingerprints that tie a store to the run it was built for: teacher weights, data set and transform."""
+"""Fingerprints that tie a store to the run it was built for: teacher weights, the whole training data, transform."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from torch.utils.data import Dataset
 from kdistill.config import DataConfig
 from kdistill.data.base import DataSplits, TensorDataset
 
-SAMPLE_SIZE = 64  # items whose inputs + targets are fingerprinted
+_CHUNK = 4096  # items hashed per step: memory stays bounded for any data-set size
 _SIGNATURE_RTOL = 1e-4
 
 
@@ -43,63 +44,78 @@ def raw_input(dataset: Dataset, index: int) -> torch.Tensor:
     return dataset[index]["input"]
 
 
-def _fingerprinted_input(dataset: Dataset, index: int) -> torch.Tensor:
-    """The raw input; for token data the ids followed by the labels (which tokens are targets matters too)."""
+def _item_arrays(dataset: Dataset, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (n, D) as float32 and labels (n, L) as int64 of items [start, stop): the tensors themselves when the
+    data set holds them (classes, or token ids and target labels), else item by item."""
     if isinstance(dataset, TensorDataset):
-        return dataset.inputs[index]
-    item = dataset[index]
-    if "labels" in item:
-        return torch.cat([item["input_ids"], item["labels"]])
-    return item["input"]
-
-
-def _target(dataset: Dataset, index: int) -> int:
-    """The class; for token data (no single target) the number of target tokens."""
-    if isinstance(dataset, TensorDataset):
-        return int(dataset.targets[index])
-    item = dataset[index]
-    if "target" not in item and "labels" in item:
-        return int((item["labels"] != -100).sum())
-    return int(item["target"])
+        inputs, labels = dataset.inputs[start:stop], dataset.targets[start:stop].reshape(-1, 1)
+    elif hasattr(dataset, "input_ids") and hasattr(dataset, "labels"):
+        inputs, labels = dataset.input_ids[start:stop], dataset.labels[start:stop]
+    else:
+        items = [dataset[i] for i in range(start, stop)]
+        inputs = torch.stack([item.get("input", item.get("input_ids")) for item in items])
+        labels = torch.stack([item.get("target", item.get("labels")).reshape(-1) for item in items])
+    inputs = inputs.reshape(len(inputs), -1).float().numpy().astype("<f4", copy=False)
+    return inputs, labels.reshape(len(labels), -1).long().numpy().astype("<i8", copy=False)
 
 
 def data_fingerprint(config: DataConfig, splits: DataSplits) -> dict:
-    """Name, split sizes, and a content fingerprint of ``SAMPLE_SIZE`` evenly spaced training items.
+    """Name, split sizes, and a fingerprint of every training item, streamed in chunks (cheap next to a teacher pass).
 
-    Besides the exact sha256 of the sample, two numbers per item (sum and a fixed random projection) are kept:
-    normalisation statistics can differ in the last bit between thread counts, which changes the bytes but not the
-    data, so ``compare_data`` accepts a sample whose signature agrees to ``1e-4`` relative.
+    Exact sha256 digests of all inputs and of all labels, plus a per-item signature (sum and a fixed random
+    projection of the input, and the label sum): normalisation statistics can differ in the last bit between
+    thread counts, which changes the bytes but not the data, so ``compare_data`` accepts inputs whose signatures
+    agree to ``1e-4`` relative, and otherwise says which items changed.
     """
     train = splits.train
-    count = len(train)
-    positions = sorted({int(p) for p in np.linspace(0, count - 1, min(SAMPLE_SIZE, count)).round()})
-    inputs = torch.stack([_fingerprinted_input(train, p).float().reshape(-1) for p in positions]).numpy()  # (S, D)
-    targets = [_target(train, p) for p in positions]
-    digest = hashlib.sha256(inputs.astype("<f4").tobytes())
-    digest.update(np.asarray(targets, dtype="<i8").tobytes())
-    projection = np.random.default_rng(0).choice([-1.0, 1.0], size=inputs.shape[1])
-    signature = np.stack([inputs.astype(np.float64).sum(1), inputs.astype(np.float64) @ projection], axis=1)
+    inputs_digest, labels_digest, signature, projection = hashlib.sha256(), hashlib.sha256(), [], None
+    for start in range(0, len(train), _CHUNK):
+        inputs, labels = _item_arrays(train, start, min(start + _CHUNK, len(train)))
+        inputs_digest.update(inputs.tobytes())
+        labels_digest.update(labels.tobytes())
+        if projection is None:
+            projection = np.random.default_rng(0).choice([-1.0, 1.0], size=inputs.shape[1])
+        wide = inputs.astype(np.float64)
+        signature.append(np.stack([wide.sum(1), wide @ projection, labels.sum(1).astype(np.float64)], axis=1))
+    table = np.concatenate(signature).astype("<f4") if signature else np.zeros((0, 3), "<f4")
     return {
         "name": config.name,
         "split_sizes": [len(splits.train), len(splits.val), len(splits.test)],
         "num_classes": splits.num_classes,
         "input_shape": list(splits.input_shape),
-        "sample_positions": positions,
-        "sample_targets": targets,
-        "sample_sha256": digest.hexdigest(),
-        "sample_signature": signature.round(6).tolist(),
+        "inputs_sha256": inputs_digest.hexdigest(),
+        "labels_sha256": labels_digest.hexdigest(),
+        "item_signature": base64.b64encode(table.tobytes()).decode(),  # (N, 3) float32: sum, projection, labels
     }
 
 
+def _signature(fingerprint: dict) -> np.ndarray:
+    table = np.frombuffer(base64.b64decode(fingerprint["item_signature"]), dtype="<f4")
+    return table.astype(np.float64).reshape(-1, 3)
+
+
+def _items(positions: np.ndarray, total: int) -> str:
+    shown = ", ".join(str(int(p)) for p in positions[:5])
+    return f"{len(positions)} of {total} training items (e.g. items {shown})"
+
+
 def compare_data(stored: dict, current: dict) -> str | None:
-    """None when both fingerprints describe the same data, else what differs."""
-    for key in ("name", "split_sizes", "num_classes", "input_shape", "sample_positions", "sample_targets"):
+    """None when both fingerprints describe the same data, else which part differs (split, labels, inputs)."""
+    if "inputs_sha256" not in stored:
+        return "the cache was built by an older kdistill that fingerprinted only a sample of the data; rebuild it"
+    labels = {"name": "data set name", "split_sizes": "split (train/val/test sizes)", "num_classes": "class count",
+              "input_shape": "input shape"}
+    for key, what in labels.items():
         if stored.get(key) != current.get(key):
-            return f"data {key} differs: cache has {stored.get(key)}, this run has {current.get(key)}"
-    if stored["sample_sha256"] == current["sample_sha256"]:
+            return f"{what} differs: cache has {stored.get(key)}, this run has {current.get(key)}"
+    old, new = _signature(stored), _signature(current)
+    if stored["labels_sha256"] != current["labels_sha256"]:
+        changed = np.flatnonzero(old[:, 2] != new[:, 2])
+        return "train labels differ" + (f" at {_items(changed, len(old))}" if len(changed) else " (order)")
+    if stored["inputs_sha256"] == current["inputs_sha256"]:
         return None
-    old, new = np.asarray(stored["sample_signature"]), np.asarray(current["sample_signature"])
-    scale = max(1.0, float(np.abs(old).max()))
-    if not np.allclose(old, new, rtol=_SIGNATURE_RTOL, atol=_SIGNATURE_RTOL * scale):
-        return "data input values differ (content fingerprint of the sampled training items)"
+    scale = max(1.0, float(np.abs(old[:, :2]).max(initial=0.0)))
+    close = np.isclose(old[:, :2], new[:, :2], rtol=_SIGNATURE_RTOL, atol=_SIGNATURE_RTOL * scale).all(axis=1)
+    if not close.all():
+        return f"train input values differ at {_items(np.flatnonzero(~close), len(old))}"
     return None

@@ -3,7 +3,8 @@
 A shard holds the rows of ``shard_size`` consecutive training samples, ``views`` rows per sample (row =
 sample * views + view); a language-model store has one row per sequence holding all ``positions`` tokens. Shards
 are written to ``<name>.tmp``, fsync'd and renamed, so a shard file under its real
-name is always complete; the manifest (also written atomically) lists the completed shards. Reading memory-maps
+name is always complete; the manifest (also written atomically) lists the completed shards and the sha256 of each,
+checked before a shard is first read (a truncated, emptied or garbled shard is named, never used). Reading memory-maps
 shard files (``np.load(mmap_mode="r")``) on demand, so memory stays constant in the data-set size.
 """
 
@@ -20,8 +21,9 @@ import numpy as np
 
 from kdistill.cache.compact import row_fields
 from kdistill.cache.errors import CacheDiskFullError, CacheError, CacheIncompleteError, CacheMismatchError
+from kdistill.runs import file_sha256
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the whole training data fingerprinted, a sha256 per shard
 MANIFEST = "manifest.json"
 _MAX_OPEN_SHARDS = 32
 
@@ -76,6 +78,7 @@ class CacheStore:
             fields.append(("params", "<i2", (3,)))  # (dy, dx, flip) of RandomCropFlip
         self.dtype = np.dtype(fields)
         self._open: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.repaired: list[int] = []  # shards a resumed build found damaged (checksum) and built again
 
     # Layout -------------------------------------------------------------------------------------------------------
     @property
@@ -144,8 +147,21 @@ class CacheStore:
                              f"expected {expected} of {self.dtype}")
         path = self.root / shard_name(shard)
         atomic_write(path, lambda handle: np.lib.format.write_array(handle, rows, allow_pickle=False), f"shard {shard}")
+        self.manifest.setdefault("shard_sha256", {})[str(shard)] = file_sha256(path)
         self.manifest["completed_shards"] = sorted({*self.manifest["completed_shards"], shard})
         self.write_manifest()
+
+    def shard_problem(self, shard: int) -> str | None:
+        """None when the shard file is there and matches its recorded sha256, else what is wrong with it."""
+        path = self.root / shard_name(shard)
+        expected = self.manifest.get("shard_sha256", {}).get(str(shard))
+        if not path.is_file():
+            return f"{path} is missing"
+        if expected is None:
+            return f"{path} has no recorded checksum"
+        if file_sha256(path) != expected:
+            return f"{path} is damaged (truncated or altered: its sha256 differs from the one recorded)"
+        return None
 
     # Reading ------------------------------------------------------------------------------------------------------
     def _shard(self, shard: int) -> np.ndarray:
@@ -153,7 +169,13 @@ class CacheStore:
         if shard in self._open:
             self._open.move_to_end(shard)
             return self._open[shard]
-        rows = np.load(self.root / shard_name(shard), mmap_mode="r")
+        problem = self.shard_problem(shard)  # hashed once per process: a bad shard never reaches training
+        if problem:
+            raise CacheError(f"{problem}; run `kdistill cache build` on this store again to rebuild it")
+        try:
+            rows = np.load(self.root / shard_name(shard), mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise CacheError(f"cannot read {self.root / shard_name(shard)}: {exc}") from None
         if rows.dtype != self.dtype:
             raise CacheError(f"{self.root / shard_name(shard)} holds {rows.dtype}, the manifest says {self.dtype}")
         self._open[shard] = rows

@@ -100,6 +100,10 @@ def _table(info: dict) -> Table:
         "size on disk": f"{info['size_on_disk'] / 1e6:.2f} MB",
         "coverage": f"{info['complete_shards']}/{info['num_shards']} shards ({info['coverage']:.0%})",
     }
+    if info.get("damaged_shards"):  # checked against their sha256: not counted in coverage
+        rows["damaged shards"] = "; ".join(info["damaged_shards"].values()) + " (run `kdistill cache build` again)"
+    if info.get("rebuilt_shards"):
+        rows["rebuilt shards"] = ", ".join(map(str, info["rebuilt_shards"])) + " (damaged; built again)"
     for key, value in rows.items():
         table.add_row(key, value)
     return table

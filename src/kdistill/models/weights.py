@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from kdistill.errors import CheckpointError
 
 _PREFIXES = ("module.", "_orig_mod.", "model.")
+CHECKSUM_KEY = "kdistill_sha256"  # safetensors metadata: sha256 of the tensors, checked on every load
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors in sorted key order (name, dtype, shape and bytes of each)."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
@@ -18,7 +31,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | 
     path = Path(path)
     state = {k: v.detach().contiguous().clone().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
+    save_file(state, str(tmp), metadata={**(metadata or {}), CHECKSUM_KEY: tensors_sha256(state)})
     tmp.replace(path)  # atomic: a crash never leaves half a weights file under the real name
     return path
 
@@ -29,8 +42,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"weights file {str(path)!r} not found")
     try:
         if path.suffix == ".safetensors":
-            return load_file(str(path))
+            return read_safetensors(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except Exception as exc:  # noqa: BLE001  (any reader failure means the same thing to the user)
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]  # an empty file: EOFError with no message
         raise CheckpointError(f"cannot read weights {str(path)!r}: {first_line}") from None
@@ -39,6 +54,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, checked against the checksum kdistill stored in it (when there is one)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            expected = (handle.metadata() or {}).get(CHECKSUM_KEY)
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read weights {str(path)!r} (damaged, or not safetensors): {exc}") from None
+    if expected is not None and tensors_sha256(state) != expected:
+        raise CheckpointError(f"weights file {str(path)!r} is damaged: its tensors do not match the checksum stored "
+                              "when it was saved (flipped or truncated bytes); restore it or train it again")
     return state
 
 

@@ -20,9 +20,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from kdistill.errors import RunFolderError
+from kdistill.errors import KdistillError, RunFolderError
 from kdistill.models.weights import save_weights
-from kdistill.runs import BEST_WEIGHTS, LAST_CHECKPOINT, STUDENT_WEIGHTS, find_checkpoint, publish_best
+from kdistill.runs import (
+    BEST_WEIGHTS,
+    LAST_CHECKPOINT,
+    STUDENT_WEIGHTS,
+    find_checkpoint,
+    publish_best,
+    verify_checksums,
+    write_checksums,
+)
 
 
 @dataclass
@@ -101,6 +109,7 @@ def save_checkpoint(fabric: L.Fabric, run_dir: Path, state: dict, module, improv
     fabric.save(tmp / "state.tmp", state)  # rank 0 writes, then a barrier
     if fabric.is_global_zero:
         (tmp / "state.tmp").replace(tmp / "state.pt")
+        write_checksums(tmp)  # verified on resume: a damaged file is refused by name
         if last.exists():
             shutil.rmtree(old, ignore_errors=True)
             last.rename(old)
@@ -121,7 +130,13 @@ def promote_last_checkpoint(fabric: L.Fabric, run_dir: Path) -> Path:
         elif found != run_dir / LAST_CHECKPOINT:
             shutil.rmtree(run_dir / LAST_CHECKPOINT, ignore_errors=True)
             found.rename(run_dir / LAST_CHECKPOINT)
-        publish_best(run_dir)
+        if found is not None:
+            try:
+                verify_checksums(run_dir / LAST_CHECKPOINT)  # before anything is read or published from it
+            except KdistillError as exc:
+                error = str(exc)
+        if error is None:
+            publish_best(run_dir)
     if fabric.world_size > 1:
         error = fabric.broadcast(error)
     if error:
