@@ -19,7 +19,10 @@ from kdistill import data as _data  # noqa: F401  (registers data sources)
 from kdistill import methods as _methods  # noqa: F401  (registers methods)
 from kdistill import models as _models  # noqa: F401  (registers model sources)
 from kdistill.config import DataConfig, EvalConfig, ModelConfig, RunConfig
+from kdistill.console import cli_console
 from kdistill.data.base import DataSplits, load_data
+from kdistill.data.mixing import function_matching_transform
+from kdistill.data.transfer import data_line, run_data_summary, training_items
 from kdistill.errors import ConfigError, ModelError
 from kdistill.evaluate import (
     accuracy,
@@ -96,10 +99,12 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     elif distilling and not cached and methods:  # sequence KD alone needs no teacher outputs during training
         teacher = make_teacher(teacher_model, methods, task)
     fabric = make_fabric(config, run_dir)
-    train_set = splits.train
+    train_set = training_items(splits, distilling)  # plain training on a transfer set: the labelled items only
+    data_summary = run_data_summary(splits, train_set)
+    cli_console().print(data_line(data_summary), markup=False, highlight=False)
     if lm is not None and config.distill.sequence_kd is not None:  # the teacher's completions, generated once
         train_set = sequence_kd_train_set(config, lm, teacher_model, splits.train, run_dir, fabric)
-    transform = on_policy_transform(config, lm) if lm is not None else None
+    transform = on_policy_transform(config, lm) if lm is not None else function_matching_transform(config, splits)
     trainer = Trainer(config, run_dir, task, fabric)
     try:
         fit = trainer.fit(student, train_set, splits.val, teacher=teacher, methods=methods, resume=resume,
@@ -116,7 +121,7 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     metrics = run_metrics(config, run_dir, student, teacher_model, splits, task,
                           cross_tokenizer=lm is not None and lm.cross_tokenizer)
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
-                   epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs)
+                   epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs, **data_summary)
     write_json(run_dir / "summary.json", metrics)
     return RunResult(run_dir, config, student, metrics, fit.history)
 

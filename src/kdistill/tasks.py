@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from kdistill.data.transfer import masked_task_loss
 from kdistill.models.base import logits_of
 from kdistill.registry import Registry
 
@@ -57,7 +57,7 @@ class ClassificationTask(Task):
         return logits_of(model(batch["input"]))
 
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), batch["target"])
+        return masked_task_loss(logits, batch)  # labelled items only; mixed labels under mixup/cutmix
 
     def correct(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         return (logits.argmax(-1) == batch["target"]).sum(), int(batch["target"].numel())
