@@ -97,15 +97,15 @@ def training_items(splits: DataSplits, distilling: bool) -> torch.utils.data.Dat
 
 
 def masked_task_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy averaged over the batch's labelled items (all when the batch has no ``labeled`` flags).
+    """Cross-entropy averaged over the batch's labelled items (flags ``labeled``, else targets >= 0).
 
     Mixed batches (``soft_target``, (B, C) from ``data.mixing``) use the mixed labels. Exactly 0, with a gradient
     path, when no item is labelled, so unlabelled batches add only the distillation terms.
     """
     logits = logits.float()  # (B, C)
     labeled = batch.get("labeled")
-    if labeled is None:
-        labeled = torch.ones(len(logits), dtype=torch.bool, device=logits.device)
+    if labeled is None:  # batches without flags (e.g. a cache's replayed views): hidden labels are HIDDEN_TARGET
+        labeled = batch["target"] >= 0
     if "soft_target" in batch:
         per_item = -(batch["soft_target"].float() * F.log_softmax(logits, dim=-1)).sum(-1)
     else:
