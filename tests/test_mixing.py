@@ -136,3 +136,4 @@ def test_a_cache_for_other_batches_is_refused(tmp_path, teacher_weights, change)
     config = _distill_config(tmp_path, teacher_weights, "other", [f"teacher.name=cache:{tmp_path / 'cache'}", change])
     with pytest.raises(CacheMismatchError, match="other batches"):
         api.distill(config)
+    assert not (tmp_path / "other").exists()  # refused before the run folder is made

@@ -92,6 +92,7 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     if task.name == "embedding":
         check_embedding_widths(student, teacher_model, splits)
     teacher = open_cache_teacher(config, splits, methods) if cached else None
+    mixing = function_matching_transform(config, splits)  # mixup/cutmix/crops; checks a cache's record, else None
 
     run_dir = prepare_run_dir(config, overwrite=overwrite, resume=resume)
     if task.name == "embedding":  # the teacher embeds every split once; the batches carry its embeddings
@@ -104,7 +105,7 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool) -> 
     cli_console().print(data_line(data_summary), markup=False, highlight=False)
     if lm is not None and config.distill.sequence_kd is not None:  # the teacher's completions, generated once
         train_set = sequence_kd_train_set(config, lm, teacher_model, splits.train, run_dir, fabric)
-    transform = on_policy_transform(config, lm) if lm is not None else function_matching_transform(config, splits)
+    transform = on_policy_transform(config, lm) if lm is not None else mixing
     trainer = Trainer(config, run_dir, task, fabric)
     try:
         fit = trainer.fit(student, train_set, splits.val, teacher=teacher, methods=methods, resume=resume,
