@@ -147,7 +147,7 @@ class BatchMixer:
             crops = zip(inputs, params.tolist(), strict=True)
             inputs = torch.stack([self.augment.apply(image, p) for image, p in crops])
         mix = self.draw(epoch, step, tuple(inputs.shape))
-        labeled = batch.get("labeled", torch.ones(len(index), dtype=torch.bool, device=index.device))
+        labeled = batch["labeled"] if "labeled" in batch else batch["target"] >= 0  # hidden targets are -1
         if mix.kind == "mixup":
             inputs = inputs * mix.lam + inputs.flip(0) * (1.0 - mix.lam)
         elif mix.kind == "cutmix":
