@@ -7,7 +7,7 @@ print(result.metrics["test_accuracy"])
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import lightning as L
@@ -17,8 +17,11 @@ from kdistill import data as _data  # noqa: F401  (registers data sources)
 from kdistill import methods as _methods  # noqa: F401  (registers methods)
 from kdistill import models as _models  # noqa: F401  (registers model sources)
 from kdistill.config import DataConfig, EvalConfig, ModelConfig, RunConfig, typed_teacher
+from kdistill.console import cli_console
 from kdistill.data.base import DataSplits, load_data
 from kdistill.data.compat import adopt_teacher_data, check_teacher_data
+from kdistill.data.mixing import function_matching_transform
+from kdistill.data.transfer import data_line, run_data_summary, training_items
 from kdistill.errors import ConfigError
 from kdistill.methods.base import Method, MethodContext, build_method, check_teacher_capabilities
 from kdistill.models.base import build_model
@@ -77,6 +80,7 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, cal
         check_teacher_data(config, splits)
     methods = build_methods(config, splits, task) if distilling else {}
     splits = task.prepare_data(config, splits, distilling)  # e.g. teacher tokens for a teacher with its own tokenizer
+    splits = replace(splits, train=training_items(splits, distilling))  # plain training: the labelled items only
     teacher = given_teacher(given, splits, task) or (build_teacher(config, splits, task) if distilling else None)
     L.seed_everything(config.seed, verbose=False)
     student = given.checked("student", splits.input_shape, splits.num_classes)
@@ -85,15 +89,19 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, cal
     if teacher is not None:
         prepare_methods(methods, student, teacher, splits)
         task.check_models(student, teacher, splits)
+    transform = task.batch_transform(config) or function_matching_transform(config, splits)  # GKD | mixup, crops
 
     fabric = launch_fabric(config, callbacks)  # starts the other processes (each re-runs the lines above)
     run_dir = prepare_run_dir_once(fabric, config, overwrite=overwrite, resume=resume)  # rank 0 writes; others wait
     splits, teacher = task.prepare_run(config, splits, teacher)  # e.g. embeddings: the teacher embeds once
     train_set = task.train_set(config, splits, teacher, run_dir, fabric)  # e.g. sequence KD: the teacher's text
+    data_summary = run_data_summary(splits, train_set)  # labelled / unlabelled items of a transfer set
+    if fabric.is_global_zero:
+        cli_console().print(data_line(data_summary), markup=False, highlight=False)
     trainer = Trainer(config, run_dir, task, fabric)
     try:
         fit = trainer.fit(student, train_set, splits.val, teacher=teacher if methods else None, methods=methods,
-                          resume=resume, batch_transform=task.batch_transform(config))
+                          resume=resume, batch_transform=transform)
     finally:
         if teacher is not None:
             teacher.close()
@@ -106,7 +114,7 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, cal
         reference = teacher.metrics_model()
     metrics = task.final_metrics(config, run_dir, student, reference, splits)
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
-                   epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs)
+                   epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs, **data_summary)
     write_json(run_dir / DATA_RECORD_FILE,
                data_record(config.data, splits.num_classes, splits.input_shape, splits.class_names))
     write_json(run_dir / "summary.json", metrics)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from kdistill.errors import ConfigError
 from kdistill.safe_yaml import load_yaml, reject_non_finite
@@ -50,6 +50,40 @@ class DataConfig(_Strict):
     )
     text_field: str = Field("text", description="jsonl: field with the text (or use prompt/completion fields)")
     tokenizer: str | None = Field(None, description="text: tokenizer (default: the student's)")
+    # Transfer sets (few labels + unlabelled inputs) and function matching; see docs/data.md
+    mean: list[float] | None = Field(
+        None, description="fixed normalisation mean per channel (default: the training split's)"
+    )
+    std: list[float] | None = Field(None, description="fixed normalisation std per channel (with data.mean)")
+    labeled_fraction: float = Field(
+        1.0, gt=0.0, le=1.0, description="keep labels for this stratified share of the training split (seeded by "
+        "split_seed); the rest is unlabelled: distillation terms only, left out of plain training"
+    )
+    unlabeled: str | None = Field(None, description="a second data source added to the training split without labels")
+    mixup_alpha: float = Field(0.0, ge=0.0, description="mixup: lambda ~ Beta(alpha, alpha) per batch (0: off)")
+    cutmix_alpha: float = Field(0.0, ge=0.0, description="cutmix: lambda ~ Beta(alpha, alpha) per batch (0: off)")
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="share of training batches that are mixed")
+    random_resized_crop_scale: list[float] | None = Field(
+        None, description="random-resized crop area range, e.g. [0.35, 1.0] (None: off), applied per sample"
+    )
+
+    @model_validator(mode="after")
+    def _check_transfer_options(self) -> DataConfig:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("data.mean and data.std go together: set both or neither")
+        if self.std is not None and (not self.std or min(self.std) <= 0 or len(self.std) != len(self.mean or [])):
+            raise ValueError(f"data.std must be positive and as long as data.mean, got mean {self.mean} std {self.std}")
+        if self.mean is not None and not self.normalize:
+            raise ValueError("data.mean/data.std need data.normalize: true")
+        scale = self.random_resized_crop_scale
+        if scale is not None and not (len(scale) == 2 and 0.0 < scale[0] <= scale[1] <= 1.0):
+            raise ValueError(f"data.random_resized_crop_scale must be [min, max] with 0 < min <= max <= 1, got {scale}")
+        return self
+
+    @property
+    def function_matching(self) -> bool:
+        """Batch-level augmentation (mixup, cutmix, random-resized crops) that teacher and student both see."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0 or self.random_resized_crop_scale is not None
 
     @field_validator("val_fraction")
     @classmethod

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from kdistill.cache.compact import check_mode, encode
-from kdistill.cache.errors import CacheError
+from kdistill.cache.errors import CacheError, CacheMismatchError
 from kdistill.cache.fingerprint import raw_input
 from kdistill.cache.manifest import check_same_store, new_manifest
 from kdistill.cache.store import MANIFEST, CacheStore, shard_name
@@ -188,6 +188,9 @@ def build_cache(
     """
     teacher_config = _require_teacher(config)
     splits = load_data(config.data)
+    if config.data.function_matching:  # one row per (sample, epoch) of the run's own mixed batches
+        return build_function_matching_cache(config, splits, Path(cache_dir), mode=mode, k=k, precision=precision,
+                                             shard_size=shard_size, device=device, progress=progress)
     augment = _augment_of(splits.train)
     if views is not None and views < 1:
         raise CacheError(f"--views must be >= 1, got {views}")
@@ -237,6 +240,102 @@ def _fill(store: CacheStore, teacher, loader: DataLoader, device: torch.device, 
             pending = []
             if progress is not None:
                 progress(len(store.manifest["completed_shards"]), store.num_shards)
+
+
+def build_function_matching_cache(config: RunConfig, splits, root: Path, *, mode: str, k: int | None, precision: str,
+                                  shard_size: int, device: str, progress) -> dict:
+    """Fill a store with the teacher's outputs on every batch a run with these options will train on.
+
+    Function matching mixes samples within a batch, so the teacher's output depends on the batch: the build replays
+    the run's order (``training_order``), crops and mixing (``BatchMixer``, seeded by ``config.seed``) for
+    ``trainer.epochs`` epochs. Row ``sample * epochs + epoch`` ("view" = epoch) holds the teacher on that sample's
+    mixed input in that epoch; ``mixing.npz`` records partners, lambdas and crop parameters, which a cached run
+    checks batch by batch.
+    """
+    from kdistill.data.mixing import BatchMixer, MixRecord, check_function_matching
+    from kdistill.models import build_model
+    from kdistill.tasks import TASKS
+    from kdistill.teacher import LiveTeacher
+
+    if config.task != "classification":
+        raise CacheError("function-matching caches (data.mixup_alpha/cutmix_alpha/random_resized_crop_scale) are for "
+                         f"task classification, not {config.task!r}")
+    check_function_matching(config.data, splits)
+    epochs, train = config.trainer.epochs, splits.train
+    k = check_mode(mode, k, splits.num_classes, precision)
+    wanted = new_manifest(config, splits, mode=mode, k=k, precision=precision, views=epochs, augmented=False,
+                          shard_size=shard_size, seed=config.seed, batch_size=config.trainer.batch_size)
+    wanted["function_matching"] = function_matching_options(config)
+    store = _open_or_create(root, wanted)
+    if store.manifest.get("function_matching") != wanted["function_matching"]:
+        raise CacheError(f"{str(root)!r} holds another kind of cache; use another --dir or delete it")
+    if len(store.manifest["completed_shards"]) < store.num_shards:
+        target = _device(config, device)
+        model = build_model(config.teacher, splits.input_shape, splits.num_classes, role="teacher")
+        teacher = LiveTeacher(model, task=TASKS.get(config.task)()).to(target)
+        mixer, record = BatchMixer(config.data, splits.num_classes, config.seed), MixRecord.empty(epochs, len(train))
+        rows = np.empty(len(train) * epochs, dtype=store.dtype)
+        for epoch in range(epochs):
+            for step, indices in enumerate(training_order(len(train), config.trainer.batch_size, config.seed, epoch)):
+                batch = {key: value.to(target) for key, value in default_collate([train[i] for i in indices]).items()}
+                logits = teacher.outputs(mixer(batch, epoch, step, record)).logits  # (B, C)
+                rows[np.asarray(indices) * epochs + epoch] = _records(store, logits, {})
+        teacher.close()
+        _save_record(root / MIXING_RECORD, record)
+        for shard in range(store.num_shards):
+            samples = store.shard_samples(shard)
+            store.write_shard(shard, rows[samples.start * epochs : samples.stop * epochs])
+            if progress is not None:
+                progress(shard + 1, store.num_shards)
+    store.close()
+    return cache_info(root)
+
+
+MIXING_RECORD = "mixing.npz"
+
+
+def function_matching_options(config: RunConfig) -> dict:
+    """What fixes a function-matching cache's batches: the run's seed, batch size, epochs and augmentation."""
+    keys = ("mixup_alpha", "cutmix_alpha", "mix_prob", "random_resized_crop_scale", "augment_crop_padding",
+            "augment_hflip")
+    return {"seed": config.seed, "batch_size": config.trainer.batch_size, "epochs": config.trainer.epochs,
+            **{key: getattr(config.data, key) for key in keys}}
+
+
+def training_order(count: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The index batches of one training epoch, drawn exactly as ``Trainer`` draws them (a shuffling DataLoader
+    whose generator is reseeded with ``seed * 100_003 + epoch``); a cached run checks them against the record."""
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(range(count), batch_size=batch_size, shuffle=True, generator=generator)
+    generator.manual_seed(seed * 100_003 + epoch)
+    return [batch.tolist() for batch in loader]
+
+
+def _save_record(path: Path, record) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, partner=record.partner, lam=record.lam, params=record.params)
+    tmp.replace(path)
+
+
+def read_mixing_record(cache_dir: str | Path, config: RunConfig):
+    """The MixRecord of a function-matching cache, after checking it was built for this run's options."""
+    from kdistill.data.mixing import MixRecord
+
+    store = CacheStore.open(cache_dir)
+    stored, wanted = store.manifest.get("function_matching"), function_matching_options(config)
+    if stored is None:
+        raise CacheMismatchError("transform", f"cache {str(cache_dir)!r} was built without function matching; "
+                                 "build it with this run's data.mixup_alpha/cutmix_alpha/random_resized_crop_scale")
+    changed = [f"{key}: cache {stored.get(key)!r}, run {value!r}" for key, value in wanted.items()
+               if key != "epochs" and stored.get(key) != value]
+    if stored["epochs"] < wanted["epochs"]:
+        changed.append(f"epochs: cache {stored['epochs']}, run {wanted['epochs']} (needs at most the cache's)")
+    if changed:
+        raise CacheMismatchError("transform", f"cache {str(cache_dir)!r} holds other batches than this run's "
+                                 f"({'; '.join(changed)}); rebuild it with the run's options")
+    with np.load(Path(cache_dir) / MIXING_RECORD) as arrays:
+        return MixRecord(arrays["partner"], arrays["lam"], arrays["params"])
 
 
 def cache_info(cache_dir: str | Path) -> dict:

@@ -25,7 +25,8 @@ class DataSplits:
     num_classes: int
     input_shape: tuple[int, ...]  # one sample, without the batch dimension
     class_names: list[str] = field(default_factory=list)
-    description: str = ""
+    description: str = ""  # one line: each split's size and where it comes from
+    normalization: tuple[torch.Tensor, torch.Tensor] | None = None  # (mean, std) applied to the inputs
 
     def sample_input(self) -> torch.Tensor:
         """A batch of one training input, for shape checks and layer listings."""
@@ -43,7 +44,10 @@ def load_data(config: DataConfig) -> DataSplits:
     source = DATA_SOURCES.get(source_name)
     if source_name in ("imagefolder", "csv", "text", "jsonl") and not argument:
         raise DataError(f"data.name {config.name!r} needs a path, e.g. {source_name}:/path/to/data")
-    return source(config, argument or None)
+    splits = source(config, argument or None)
+    from kdistill.data.transfer import apply_transfer_set, has_transfer_set  # transfer builds on this module
+
+    return apply_transfer_set(config, splits, load_data) if has_transfer_set(config) else splits
 
 
 class RandomCropFlip:
@@ -78,19 +82,25 @@ class RandomCropFlip:
 
 
 class TensorDataset(Dataset):
-    """In-memory samples (N, ...) with integer targets; optional replayable augmentation."""
+    """In-memory samples (N, ...) with integer targets; optional replayable augmentation.
+
+    ``labeled`` (N,) bool marks the items whose label may be used (a transfer set hides the others: their target is
+    -1); when given, items carry a ``labeled`` flag so the task loss can skip the unlabelled ones.
+    """
 
     def __init__(
         self,
         inputs: torch.Tensor,
         targets: torch.Tensor,
         augment: RandomCropFlip | None = None,
+        labeled: torch.Tensor | None = None,
     ) -> None:
         if len(inputs) != len(targets):
             raise DataError(f"{len(inputs)} inputs but {len(targets)} targets")
         self.inputs = inputs
         self.targets = targets.long()
         self.augment = augment if augment is not None and augment.active else None
+        self.labeled = labeled
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -99,7 +109,10 @@ class TensorDataset(Dataset):
         image = self.inputs[index]
         if self.augment is not None:
             image = self.augment.apply(image, self.augment.sample())
-        return {"input": image, "target": self.targets[index], "index": torch.tensor(index)}
+        item = {"input": image, "target": self.targets[index], "index": torch.tensor(index)}
+        if self.labeled is not None:
+            item["labeled"] = self.labeled[index]
+        return item
 
 
 def split_indices(
@@ -125,6 +138,24 @@ def split_indices(
     return [torch.sort(torch.cat(p)).values for p in parts]
 
 
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / max(whole, 1):.0f}%"
+
+
+def normalization_stats(config: DataConfig, train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) broadcastable to the inputs: data.mean/data.std when fixed, else the training split's."""
+    dims = [d for d in range(train_x.dim()) if d != 1] if train_x.dim() > 2 else [0]
+    if config.mean is None or config.std is None:
+        mean = train_x.mean(dim=dims, keepdim=True)
+        return mean, train_x.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    channels = train_x.shape[1] if train_x.dim() > 1 else 1
+    if len(config.mean) not in (1, channels):
+        raise DataError(f"data.mean has {len(config.mean)} values, the inputs have {channels} channels (or give one)")
+    shape = [1] * train_x.dim()
+    shape[1] = len(config.mean)
+    return torch.tensor(config.mean).view(shape), torch.tensor(config.std).view(shape)
+
+
 def build_tensor_splits(
     config: DataConfig,
     train_x: torch.Tensor,
@@ -133,33 +164,54 @@ def build_tensor_splits(
     test_y: torch.Tensor | None,
     class_names: list[str],
     description: str,
+    *,
+    val_x: torch.Tensor | None = None,
+    val_y: torch.Tensor | None = None,
+    origins: dict[str, str] | None = None,
 ) -> DataSplits:
-    """Shared split/normalise/augment logic for in-memory sources."""
+    """Shared split/normalise/augment logic for in-memory sources.
+
+    Splits the source does not provide (``test_x``, ``val_x`` None) are carved out of the training data: test with
+    ``test_fraction`` of all, val with ``val_fraction`` of what is left (stratified, ``split_seed``). ``origins``
+    names where the given splits come from (e.g. ``{"test": "t10k files"}``) for the one-line split report.
+    """
+    origins = dict(origins or {})
+    total = len(train_x)
     if test_x is None or test_y is None:
         test_part, rest = split_indices(len(train_x), [config.test_fraction], config.split_seed, train_y)
         test_x, test_y = train_x[test_part], train_y[test_part]
         train_x, train_y = train_x[rest], train_y[rest]
-    val_part, train_part = split_indices(len(train_x), [config.val_fraction], config.split_seed + 1, train_y)
+        origins["test"] = f"{_percent(len(test_x), total)} of all, split_seed {config.split_seed}"
+    if val_x is None or val_y is None:
+        val_part, train_part = split_indices(len(train_x), [config.val_fraction], config.split_seed + 1, train_y)
+        val_x, val_y = train_x[val_part], train_y[val_part]
+        origins["val"] = f"{_percent(len(val_part), len(train_x))} of train, split_seed {config.split_seed}"
+    else:
+        train_part = torch.arange(len(train_x))
     if config.train_fraction < 1.0:
         train_part = train_part[split_indices(len(train_part), [config.train_fraction], config.split_seed + 2,
                                               train_y[train_part])[0]]
-    val_x, val_y = train_x[val_part], train_y[val_part]
     train_x, train_y = train_x[train_part], train_y[train_part]
+    origins.setdefault("train", f"{_percent(len(train_x), total)} of all")
     if len(train_x) == 0:
         raise DataError(f"data {config.name!r}: the training split is empty; lower val_fraction/test_fraction")
+    normalization = None
     if config.normalize:
-        dims = [d for d in range(train_x.dim()) if d != 1] if train_x.dim() > 2 else [0]
-        mean = train_x.mean(dim=dims, keepdim=True)
-        std = train_x.std(dim=dims, keepdim=True).clamp_min(1e-6)
+        normalization = normalization_stats(config, train_x)
+        mean, std = normalization
         train_x, val_x, test_x = ((x - mean) / std for x in (train_x, val_x, test_x))
     augment = RandomCropFlip(config.augment_crop_padding, config.augment_hflip) if train_x.dim() == 4 else None
-    num_classes = len(class_names)
+    if config.function_matching:  # the batch mixer crops and flips per (epoch, sample), replayably
+        augment = None
+    sizes = {"train": len(train_x), "val": len(val_x), "test": len(test_x)}
+    report = " / ".join(f"{split} {count} ({origins[split]})" for split, count in sizes.items())
     return DataSplits(
         train=TensorDataset(train_x, train_y, augment),
         val=TensorDataset(val_x, val_y),
         test=TensorDataset(test_x, test_y),
-        num_classes=num_classes,
+        num_classes=len(class_names),
         input_shape=tuple(train_x.shape[1:]),
         class_names=class_names,
-        description=f"{description}: {len(train_x)} train / {len(val_x)} val / {len(test_x)} test",
+        description=f"{description}: {report}",
+        normalization=normalization,
     )

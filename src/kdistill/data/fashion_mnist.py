@@ -80,4 +80,6 @@ def load_fashion_mnist(config: DataConfig, argument: str | None = None) -> DataS
         torch.from_numpy(arrays["test_labels"].astype(np.int64)),
         CLASS_NAMES,
         "Fashion-MNIST",
+        origins={"train": f"rest of the {len(arrays['train_images'])} training-file images",
+                 "test": "the t10k test files"},
     )

@@ -1,8 +1,10 @@
 """imagefolder:<path>: one sub-folder per class (torchvision's ImageFolder layout).
 
-If the folder has ``train/`` (and optionally ``val/``, ``test/``) sub-folders they are used as splits;
-otherwise one folder is split at random. Images are resized to ``data.image_size`` (default 32) and held
-in memory, which suits the small data sets distillation students are trained on; see README limitations.
+Split folders are honoured by name (see docs/data.md): ``train/`` is the training split, ``val/`` the validation
+split and ``test/`` the test split; a split whose folder is missing is carved out of ``train/`` (test:
+``data.test_fraction`` of it, val: ``data.val_fraction`` of the rest, both stratified with ``data.split_seed``).
+Without ``train/`` the one folder is split at random. Images are resized to ``data.image_size`` (default 32) and
+held in memory, which suits the small data sets distillation students are trained on; see README limitations.
 """
 
 from __future__ import annotations
@@ -28,21 +30,37 @@ def _read_folder(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor, l
     return images, torch.tensor(dataset.targets), dataset.classes
 
 
+def _read_split(root: Path, name: str, size: int, classes: list[str]) -> tuple[torch.Tensor | None, ...]:
+    """(images, targets) of ``root/name`` if that folder exists, else (None, None); classes must match train's."""
+    folder = root / name
+    if not folder.is_dir():
+        return None, None
+    images, targets, folder_classes = _read_folder(folder, size)
+    if folder_classes != classes:
+        raise DataError(f"{folder} classes {folder_classes} differ from train classes {classes}")
+    return images, targets
+
+
 @DATA_SOURCES.register("imagefolder")
 def load_imagefolder(config: DataConfig, argument: str | None) -> DataSplits:
     root = Path(argument or "")
     if not root.is_dir():
         raise DataError(f"imagefolder path {str(root)!r} is not a folder")
     size = config.image_size or 32
-    if (root / "train").is_dir():
-        train_x, train_y, classes = _read_folder(root / "train", size)
-        test_dir = root / "test" if (root / "test").is_dir() else root / "val" if (root / "val").is_dir() else None
-        test_x, test_y = (None, None)
-        if test_dir is not None:
-            test_x, test_y, test_classes = _read_folder(test_dir, size)
-            if test_classes != classes:
-                raise DataError(f"{test_dir} classes {test_classes} differ from train classes {classes}")
-    else:
+    if not (root / "train").is_dir():
         train_x, train_y, classes = _read_folder(root, size)
-        test_x = test_y = None
-    return build_tensor_splits(config, train_x, train_y, test_x, test_y, classes, f"imagefolder {root.name}")
+        return build_tensor_splits(config, train_x, train_y, None, None, classes, f"imagefolder {root.name}",
+                                   origins={"train": f"{root.name}/, the rest"})
+    train_x, train_y, classes = _read_folder(root / "train", size)
+    val_x, val_y = _read_split(root, "val", size, classes)
+    test_x, test_y = _read_split(root, "test", size, classes)
+    origins = {"train": "train/"}
+    if val_x is not None:
+        origins["val"] = "val/"
+    if test_x is not None:
+        origins["test"] = "test/"
+    carved = [split for split, x in (("test", test_x), ("val", val_x)) if x is None]
+    if carved:
+        origins["train"] = f"train/ minus the {' and '.join(carved)} split"
+    return build_tensor_splits(config, train_x, train_y, test_x, test_y, classes, f"imagefolder {root.name}",
+                               val_x=val_x, val_y=val_y, origins=origins)

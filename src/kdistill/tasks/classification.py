@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from kdistill.data.transfer import masked_task_loss
 from kdistill.models.base import logits_of
 from kdistill.tasks.base import Task
 
@@ -23,7 +23,7 @@ class ClassificationTask(Task):
         return logits_of(model(batch["input"]))
 
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), batch["target"])
+        return masked_task_loss(logits, batch)  # transfer sets: labelled items only; mixup: the mixed labels
 
     def correct(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         return (logits.argmax(-1) == batch["target"]).sum(), int(batch["target"].numel())
