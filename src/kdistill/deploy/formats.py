@@ -6,6 +6,7 @@ every runtime the same way. Registering a new format is one class and one line.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,14 @@ def dynamic_axes(example: tuple[torch.Tensor, ...], max_batch: int | None = None
     return tuple({0: batch, 1: sequence} if sequence is not None else {0: batch} for _ in example)
 
 
+def dynamic_shapes_of(module: nn.Module, example: tuple[torch.Tensor, ...], max_batch: int | None = None):
+    """``dynamic_axes`` shaped like ``module.forward``'s parameters: one tuple for ``*tensors`` (TaskModule), one
+    entry per parameter otherwise (graphs made by torch.export/pt2e take the flattened inputs)."""
+    axes = dynamic_axes(example, max_batch)
+    parameters = inspect.signature(module.forward).parameters.values()
+    return (axes,) if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters) else axes
+
+
 def failed_operator(exc: BaseException) -> str | None:
     """The operator named in an exporter error (``aten.kthvalue.default``), if any."""
     match = re.search(r"target=torch\.ops\.([\w.]+)", str(exc)) or re.search(r"op='([\w.]+)'", str(exc))
@@ -54,7 +63,7 @@ def failed_operator(exc: BaseException) -> str | None:
 def torch_export(module: nn.Module, example: tuple[torch.Tensor, ...], max_batch: int | None = None,
                  fallback: str | None = None, format_name: str = "pt2") -> torch.export.ExportedProgram:
     try:
-        return torch.export.export(module, example, dynamic_shapes=(dynamic_axes(example, max_batch),))
+        return torch.export.export(module, example, dynamic_shapes=dynamic_shapes_of(module, example, max_batch))
     except Exception as exc:  # noqa: BLE001  (torch.export raises many types; all mean "cannot trace this model")
         operator = failed_operator(exc) or str(exc).strip().splitlines()[0][:200]
         hint = f"; try --format {fallback}" if fallback else ""
@@ -70,7 +79,7 @@ class OnnxFormat(ExportFormat):
     def export(self, module, example, input_names, path):
         try:
             program = torch.onnx.export(module, example, dynamo=True, verbose=False, input_names=list(input_names),
-                                        output_names=["logits"], dynamic_shapes=(dynamic_axes(example),),
+                                        output_names=["logits"], dynamic_shapes=dynamic_shapes_of(module, example),
                                         external_data=False)
         except Exception as exc:  # noqa: BLE001  (ConversionError, DispatchError, UnsupportedOperatorError ...)
             operator = failed_operator(exc)

@@ -31,7 +31,6 @@ def compare_outputs(student: nn.Module, runner: Runner, dataset: Dataset, input_
     """Run both on the first ``samples`` items of ``dataset`` and compare their outputs."""
     subset = Subset(dataset, range(min(samples, len(dataset))))
     worst, agree, predictions, cosines = 0.0, 0, 0, []
-    student.eval()
     for batch in DataLoader(subset, batch_size=batch_size, shuffle=False):
         tensors = tuple(batch[name] for name in input_names)
         with torch.no_grad():
