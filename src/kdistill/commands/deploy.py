@@ -40,7 +40,7 @@ def export(
     p = artefact.parity
     console.print(f"[bold]{artefact.path}[/bold] ({artefact.path.stat().st_size:,} bytes): parity on {p.samples} "
                   f"validation samples: max |logit diff| {p.max_abs_diff:.3g}, top-1 agreement "
-                  f"{100 * p.top1_agreement:.2f}%")
+                  f"{100 * p.top1_agreement:.2f}%", soft_wrap=True)
 
 
 def bench(
@@ -91,7 +91,7 @@ def deploy(
     console.print(report.render(result.table, f"kdistill deploy: {run.name}"))
     for artefact in result.artefacts:
         console.print(f"{artefact.path} (parity: max |diff| {artefact.parity.max_abs_diff:.3g}, top-1 agreement "
-                      f"{100 * artefact.parity.top1_agreement:.2f}%)")
+                      f"{100 * artefact.parity.top1_agreement:.2f}%)", soft_wrap=True)
     if result.pruned_run:
-        console.print(f"pruned run folder: {result.pruned_run} (kdistill eval {result.pruned_run})")
-    console.print(f"table: {result.folder / 'bench.md'}")
+        console.print(f"pruned run folder: {result.pruned_run} (kdistill eval {result.pruned_run})", soft_wrap=True)
+    console.print(f"table: {result.folder / 'bench.md'}", soft_wrap=True)
