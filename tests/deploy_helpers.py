@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from kdistill import api
 from kdistill.config import load_config
 
@@ -29,8 +27,3 @@ def make_tiny_runs(root: Path) -> TinyRuns:
         "teacher.name=cnn", "teacher.kwargs={width: 8, depth: 1}",
         f"teacher.weights={teacher.run_dir / 'student.safetensors'}"]))
     return TinyRuns(teacher.run_dir, student.run_dir)
-
-
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory) -> TinyRuns:
-    return make_tiny_runs(tmp_path_factory.mktemp("deploy-runs"))

@@ -7,14 +7,19 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_main
-from deploy_helpers import tiny_runs  # noqa: F401  (fixture)
 
+from cli_helpers import run_main
+from deploy_helpers import make_tiny_runs
 from kdistill.config import DeployConfig
 from kdistill.deploy.errors import ParityError
-from kdistill.deploy.export import ExportJob, export_job, export_run, partial_path, publish
+from kdistill.deploy.export import ExportJob, export_run, partial_path, publish
 from kdistill.deploy.formats import FORMATS, executorch_available
 from kdistill.deploy.source import load_run
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    return make_tiny_runs(tmp_path_factory.mktemp("runs"))
 
 
 def test_onnx_export_matches_pytorch_and_has_a_dynamic_batch_axis(tiny_runs, tmp_path):
@@ -72,7 +77,8 @@ def test_parity_failure_names_the_numbers_and_does_not_publish(tiny_runs, tmp_pa
     written = partial_path(final)
     FORMATS.get("onnx")().export(job.module, job.example(), job.input_names, written)
     other = ExportJob.of_run(teacher).module  # a different model: the file cannot match it
-    with pytest.raises(ParityError, match=r"max \|logit diff\| [0-9.]+.*\(tolerance 0.001\); the file was not published"):
+    numbers = r"max \|logit diff\| [0-9.]+.*\(tolerance 0.001\); the file was not published"
+    with pytest.raises(ParityError, match=numbers):
         publish(job, written, final, "onnx", DeployConfig(), reference=other)
     assert not final.exists() and not written.exists()
 
