@@ -83,6 +83,7 @@ def test_parity_failure_names_the_numbers_and_does_not_publish(tiny_runs, tmp_pa
     assert not final.exists() and not written.exists()
 
 
+@pytest.mark.slow
 def test_unsupported_operator_names_it_and_the_fallback(tmp_path, monkeypatch, capsys):
     (tmp_path / "odd.py").write_text(textwrap.dedent("""
         import torch

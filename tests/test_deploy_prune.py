@@ -44,6 +44,7 @@ def test_a_target_that_cannot_be_met_is_a_prune_error():
         prune_to(model, torch.randn(2, 1, 8, 8), 10, "params", 10)
 
 
+@pytest.mark.slow
 def test_prune_and_distill_writes_loadable_run_folders(tiny_runs, tmp_path, monkeypatch, capsys):
     run = load_run(tiny_runs.student)
     steps = prune_and_distill(run, run.config.teacher, PruneConfig(amount=0.5, steps=2, epochs=1), tmp_path)
