@@ -241,6 +241,10 @@ def _mount_commands() -> None:
     app.command("compare")(compare.compare)
     app.command("distill-embeddings")(embed.distill_embeddings)
     app.add_typer(cache.app, name="cache")
+    from kdistill.commands import deploy  # export, bench, deploy: kdistill.deploy
+
+    for command in (deploy.export, deploy.bench, deploy.deploy):
+        app.command(command.__name__)(command)
 
 
 _mount_commands()

@@ -1,5 +1,6 @@
 """Model sources. Importing this package registers the built-in ones."""
 
+from kdistill.deploy import pruned_model  # noqa: F401  (registers `pruned`: the runs of kdistill deploy --prune)
 from kdistill.models import builtin, encoders, given, hf, hub  # noqa: F401  (registration)
 from kdistill.models.base import MODEL_SOURCES, ModelRequest, build_model, count_parameters, logits_of
 from kdistill.models.run_folder import load_model

@@ -1,0 +1,71 @@
+"""int8 through ONNX Runtime: dynamic, and static QDQ per-channel calibrated on training samples."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from onnx import TensorProto
+
+from cli_helpers import run_main
+from deploy_helpers import make_tiny_runs
+from kdistill.config import DeployConfig
+from kdistill.deploy.bench import ptq_artefact
+from kdistill.deploy.errors import QuantizeError
+from kdistill.deploy.export import ExportJob, export_job
+from kdistill.deploy.formats import FORMATS
+from kdistill.deploy.measure import runner_accuracy
+from kdistill.deploy.quantize import check_int8_supported
+from kdistill.deploy.source import load_run
+
+OPTIONS = DeployConfig(parity_samples=128, calibration_samples=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    return make_tiny_runs(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def float_onnx(tiny_runs, tmp_path_factory):
+    job = ExportJob.of_run(load_run(tiny_runs.student))
+    return job, export_job(job, "onnx", tmp_path_factory.mktemp("onnx") / "student.onnx", OPTIONS)
+
+
+def int8_initializers(model: onnx.ModelProto) -> list[str]:
+    return [t.name for t in model.graph.initializer if t.data_type in (TensorProto.INT8, TensorProto.UINT8)]
+
+
+@pytest.mark.parametrize("method", ["dynamic", "static"])
+def test_int8_keeps_the_float_students_predictions(float_onnx, tmp_path, method):
+    job, float_artefact = float_onnx
+    artefact = ptq_artefact(job, float_artefact.path, tmp_path / f"student.{method}.onnx", method, OPTIONS)
+    assert artefact.int8 and artefact.path.is_file()
+    assert artefact.parity.top1_agreement >= OPTIONS.int8_min_agreement
+    assert 0 < artefact.parity.max_abs_diff  # really quantized: not the float numbers
+    model = onnx.load(str(artefact.path))
+    ops = {node.op_type for node in model.graph.node}
+    assert int8_initializers(model), "weights are stored in 8 bits"
+    if method == "static":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+        per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                       and any(a.name == "axis" for a in n.attribute)]
+        assert per_channel, "conv weights carry one scale per output channel"
+    else:
+        assert ops & {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"}
+    float_accuracy = runner_accuracy(FORMATS.get("onnx")().load(float_artefact.path, 1), job.splits.test,
+                                     job.input_names)
+    int8_accuracy = runner_accuracy(FORMATS.get("onnx")().load(artefact.path, 1), job.splits.test, job.input_names)
+    assert abs(int8_accuracy - float_accuracy) < 0.05
+
+
+def test_int8_on_a_format_without_int8_is_one_error_line(tiny_runs, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "deploy", str(tiny_runs.student), "--quantize", "int8",
+                            "--format", "pt2")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: int8 (static) is not supported for format 'pt2': use --format onnx")
+    assert not (tiny_runs.student / "deploy").exists()
+
+
+def test_int8_on_a_task_without_int8_is_refused():
+    with pytest.raises(QuantizeError, match="int8 is not supported for task 'causal-lm'"):
+        check_int8_supported("causal-lm", "onnx", "dynamic")
