@@ -78,8 +78,8 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--devices", "0"], "devices must be a positive number"),
-        (["--devices", "two"], "devices must be a positive number"),
+        (["--devices", "0"], "devices must be a count >= 1"),
+        (["--devices", "two"], "devices must be a count >= 1"),
         (["--strategy", "horovod"], "unknown strategy 'horovod'"),
         (["--accelerator", "abacus"], "unknown accelerator 'abacus'"),
         (["--num-nodes", "0"], "num_nodes"),

@@ -152,7 +152,7 @@ def test_second_process_on_a_running_run_is_refused_naming_the_holder(tmp_path, 
         assert f"in use by process {first.pid} on " in assert_one_error_line(code, err)
         assert first.poll() is None  # the first run was not disturbed
         epochs = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-        assert epochs == list(range(len(epochs)))  # no duplicated epochs
+        assert epochs == list(range(1, len(epochs) + 1))  # no duplicated epochs (numbered from 1)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:

@@ -85,14 +85,6 @@ class DataConfig(_Strict):
         """Batch-level augmentation (mixup, cutmix, random-resized crops) that teacher and student both see."""
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0 or self.random_resized_crop_scale is not None
 
-    @field_validator("val_fraction")
-    @classmethod
-    def _validation_split_needed(cls, value: float) -> float:
-        if not value > 0:  # a run without validation would report a meaningless "best val epoch"
-            raise ValueError(f"val_fraction must be > 0, got {value}: the best checkpoint (checkpoints/best, "
-                             "summary.json best_epoch) is chosen on the validation split; use e.g. 0.1")
-        return value
-
 
 class ModelConfig(_Strict):
     """A model from one of the sources: built-in, timm, torchvision, or a factory in a Python file."""
@@ -378,6 +370,14 @@ class RunConfig(_Strict):
     @classmethod
     def _legacy_teacher(cls, value: Any) -> Any:
         return legacy_teacher_tree(value)
+    @model_validator(mode="after")
+    def _validation_split_needed(self) -> RunConfig:
+        # A run, not a data set, needs validation: the best checkpoint is chosen on it ("best val epoch").
+        if not self.data.val_fraction > 0:
+            raise ValueError(f"data.val_fraction must be > 0, got {self.data.val_fraction}: the best checkpoint "
+                             "(checkpoints/best, summary.json best_epoch) is chosen on the validation split; use e.g. 0.1")
+        return self
+
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:

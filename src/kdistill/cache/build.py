@@ -303,12 +303,14 @@ def function_matching_options(config: RunConfig) -> dict:
 
 
 def training_order(count: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The index batches of one training epoch, drawn exactly as ``Trainer`` draws them (a shuffling DataLoader
-    whose generator is reseeded with ``seed * 100_003 + epoch``); a cached run checks them against the record."""
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(range(count), batch_size=batch_size, shuffle=True, generator=generator)
-    generator.manual_seed(seed * 100_003 + epoch)
-    return [batch.tolist() for batch in loader]
+    """The index batches of one training epoch (0-based), drawn by the loop's own sampler (one process); a cached
+    run checks them against the record."""
+    from kdistill.training.sampling import ShardSampler
+
+    sampler = ShardSampler(count, seed)
+    sampler.start_epoch(epoch)
+    order = list(sampler)
+    return [order[start:start + batch_size] for start in range(0, count, batch_size)]
 
 
 def _save_record(path: Path, record) -> None:

@@ -53,47 +53,40 @@ def check_config(config_path: Path | None, overrides: list[str] | None) -> Check
 
 
 def _check_build(checks: Checks, config) -> None:
+    """The run's assembly as ``api._run`` does it (task, data, methods, teacher of its kind, student), then one step."""
     from kdistill import api
+    from kdistill.config import typed_teacher
     from kdistill.data.base import load_data
     from kdistill.models.base import build_model, count_parameters
     from kdistill.tasks import TASKS
+    from kdistill.teachers import build_teacher
 
+    config = config.model_copy(update={"teacher": typed_teacher(config.teacher)})
     distilling = config.teacher is not None
-    cached = distilling and config.teacher.name.startswith("cache:")
     task = checks.run("task", lambda: TASKS.get(config.task)(), lambda t: t.name)
     checks.run("trainer", lambda: _fabric(config), lambda f: f"Fabric on {f.device}")
     splits = checks.run("data", lambda: load_data(config.data), lambda s: s.description or config.data.name)
-    if splits is None:
+    if splits is None or task is None:
         return
     student = checks.run("student", lambda: build_model(config.student, splits.input_shape, splits.num_classes,
                                                         role="student"),
                          lambda m: f"{config.student.name}, {count_parameters(m):,} parameters")
-    teacher_model = None
-    if distilling and not cached:
-        teacher_model = checks.run("teacher", lambda: api.build_teacher(config, splits),
-                                   lambda m: f"{config.teacher.name}, {count_parameters(m):,} parameters")
-    methods = {}
+    methods, teacher = {}, None
     if distilling:
-        methods = checks.run("methods", lambda: api.build_methods(config, splits), lambda m: ", ".join(m)) or {}
-    if not task or student is None or (distilling and not methods) or (distilling and not cached and not
-                                                                       teacher_model):
+        methods = checks.run("methods", lambda: api.build_methods(config, splits, task), lambda m: ", ".join(m)) or {}
+        teacher = checks.run("teacher", lambda: build_teacher(config, splits, task),
+                             lambda t: f"kind {config.teacher.kind}")
+    if student is None or (distilling and (not methods or teacher is None)):
         return
-    if distilling:
-        if not checks.run("methods", lambda: api.prepare_methods(methods, student, teacher_model, splits),
-                          lambda _: "prepared"):
+    try:
+        if distilling and not checks.run("methods", lambda: api.prepare_methods(methods, student, teacher, splits),
+                                         lambda _: "prepared"):
             return
-    teacher = None
-    if cached:
-        teacher = checks.run("teacher", lambda: api.open_cache_teacher(config, splits, methods),
-                             lambda _: f"cache {config.teacher.name}")
-        if teacher is None:
-            return
-    elif distilling:
-        teacher = api.make_teacher(teacher_model, methods, task)
-    checks.run("one step", lambda: one_step(config, task, student, teacher, methods, splits.train),
-               lambda loss: f"loss {loss:.4f} on one batch (CPU)")
-    if teacher is not None:
-        teacher.close()
+        checks.run("one step", lambda: one_step(config, task, student, teacher, methods, splits.train),
+                   lambda loss: f"loss {loss:.4f} on one batch (CPU)")
+    finally:
+        if teacher is not None:
+            teacher.close()
 
 
 def _fabric(config):

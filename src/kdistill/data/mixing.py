@@ -213,14 +213,15 @@ def check_function_matching(config: DataConfig, splits: DataSplits) -> None:
 def function_matching_transform(config: RunConfig, splits: DataSplits) -> FunctionMatchingTransform | None:
     """The batch transform of a run with mixup/cutmix/random-resized crops (None when they are off).
 
-    With a ``cache:<dir>`` teacher the cache's MixRecord is loaded and every batch is checked against it.
+    With a cache teacher (``kind: cache``) the cache's MixRecord is loaded and every batch is checked against it.
     """
     if not config.data.function_matching:
         return None
     check_function_matching(config.data, splits)
     expected = None
-    if config.teacher is not None and config.teacher.name.startswith("cache:"):
+    store = getattr(config.teacher, "dir", None)  # the stored views of a cache teacher
+    if store is not None:
         from kdistill.cache.build import read_mixing_record
 
-        expected = read_mixing_record(config.teacher.name.partition(":")[2], config)
+        expected = read_mixing_record(store, config)
     return FunctionMatchingTransform(BatchMixer(config.data, splits.num_classes, config.seed, expected))

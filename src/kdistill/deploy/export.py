@@ -37,7 +37,7 @@ class ExportJob:
     @classmethod
     def of_run(cls, run: LoadedRun) -> ExportJob:
         module = TaskModule(run.student, run.task, run.input_names).eval()
-        return cls(module, run.splits, run.input_names, embedding=run.task.name == "embedding")
+        return cls(module, run.splits, run.input_names, embedding=run.task.parity_by == "cosine")
 
     def example(self):
         batch = example_batch(self.splits)

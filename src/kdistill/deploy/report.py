@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from kdistill.deploy.bench import BenchTable
-from kdistill.results import human_bytes
+from kdistill.render import human_bytes
 from kdistill.runs import write_json
 
 COLUMNS = ["Model", "Format", "Params", "Size", "MFLOPs", "Test acc", "ms b=1 (median)", "ms b=1 (p95)",

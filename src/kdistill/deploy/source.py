@@ -62,7 +62,7 @@ def build_teacher_of(config: RunConfig, splits: DataSplits, teacher_run: str | P
     model_config: ModelConfig | None = config.teacher
     if teacher_run is not None:
         model_config = entry_from_run(teacher_run)[0].model
-    if model_config is None or model_config.name.startswith("cache:"):
+    if model_config is None or getattr(model_config, "kind", "model") != "model":  # stored outputs: no model
         raise DeployError(f"run {config.name!r} has no live teacher in its config; pass the teacher's run folder "
                           "(--teacher RUN)")
     return build_model(model_config, splits.input_shape, splits.num_classes, role="teacher").eval()

@@ -31,8 +31,9 @@ def code_files(config: RunConfig) -> list[Path]:
     models: list[ModelConfig | None] = [config.student, config.teacher]
     files = []
     for model in models:
-        if model is not None and model.name.startswith("file:"):
-            path_text = model.name.removeprefix("file:").rpartition(":")[0]
+        name = getattr(model, "name", None)  # teachers of kind cache / soft-labels run no code
+        if name is not None and name.startswith("file:"):
+            path_text = name.removeprefix("file:").rpartition(":")[0]
             if path_text:
                 files.append(Path(path_text))
     return files

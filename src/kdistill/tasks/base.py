@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 class Task:
     name: ClassVar[str] = ""
+    parity_by: ClassVar[str] = "top1"  # how an exported model is compared with PyTorch: top-1 or cosine
     # Batch keys the model reads (``example_batch`` holds exactly these).
     input_keys: ClassVar[tuple[str, ...]] = ("input",)
     # One teacher row per position (a language model's (T, V) logits per sequence) rather than per sample.
