@@ -375,7 +375,8 @@ class RunConfig(_Strict):
         # A run, not a data set, needs validation: the best checkpoint is chosen on it ("best val epoch").
         if not self.data.val_fraction > 0:
             raise ValueError(f"data.val_fraction must be > 0, got {self.data.val_fraction}: the best checkpoint "
-                             "(checkpoints/best, summary.json best_epoch) is chosen on the validation split; use e.g. 0.1")
+                             "(checkpoints/best, summary.json best_epoch) is chosen on the validation split; "
+                             "use e.g. 0.1")
         return self
 
     @field_validator("name")
