@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import torch
@@ -31,7 +32,11 @@ def load_csv(config: DataConfig, argument: str | None) -> DataSplits:
     for line_number, row in numbered:
         if len(row) != len(header):
             raise DataError(f"{path}:{line_number}: {len(row)} fields, header has {len(header)}")
-    labels_raw = [row[label_at] for _, row in numbered]
+    labels_raw = [row[label_at].strip() for _, row in numbered]
+    for (line_number, _), label in zip(numbered, labels_raw, strict=True):
+        if label == "" or (_is_number(label) and not math.isfinite(float(label))):  # not an extra class "nan"
+            raise DataError(f"{path}:{line_number}: label {label!r} in column {config.label_column!r} is missing or "
+                            "not finite; give every row a label (or drop the row)")
     class_names = sorted(set(labels_raw), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0, v))
     lookup = {name: i for i, name in enumerate(class_names)}
     features = []
@@ -42,6 +47,10 @@ def load_csv(config: DataConfig, argument: str | None) -> DataSplits:
             raise DataError(
                 f"{path}:{line_number}: non-numeric feature ({exc}); encode categories as numbers"
             ) from None
+        bad = [header[i] for i, v in enumerate(row) if i != label_at and not math.isfinite(float(v))]
+        if bad:  # NaN/inf would pass silently into training, validation and test metrics
+            raise DataError(f"{path}:{line_number}: non-finite value in column(s) {', '.join(bad)}; impute or drop "
+                            "the row")
     inputs = torch.tensor(features, dtype=torch.float32)
     targets = torch.tensor([lookup[v] for v in labels_raw], dtype=torch.long)
     return build_tensor_splits(config, inputs, targets, None, None, class_names, f"csv {path.name}")

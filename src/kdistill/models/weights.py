@@ -97,4 +97,9 @@ def load_weights(model: nn.Module, path: str | Path, role: str = "model") -> Non
         raise CheckpointError(
             f"weights {str(path)!r} do not fit the {role}: {', '.join(parts)}; check the model name and kwargs"
         )
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # e.g. the last weights of a diverged run: evaluating them would print a meaningless accuracy
+        raise CheckpointError(f"weights {str(path)!r} hold NaN or infinite values in {len(broken)} tensor(s) (e.g. "
+                              f"{', '.join(broken[:3])}); the run that wrote them diverged: use its best checkpoint "
+                              "or retrain with a lower optim.lr")
     model.load_state_dict(state, strict=True)
