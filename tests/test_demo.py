@@ -49,13 +49,24 @@ def test_run_demo_tiny(tmp_path, tiny_digits_preset) -> None:
     for name in ROWS:
         assert re.search(rf"^\| {re.escape(name)} \|", markdown, re.MULTILINE), name
     # Each model is a run folder of its own, trained for the preset's epochs.
-    for sub, epochs in [("teacher", 2), ("student-alone", 2), ("student-distilled", 2)]:
+    # The student alone sees only the labelled 5%, for as many optimiser steps as the distilled student.
+    preset = demo.PRESETS["digits"]
+    alone_epochs = demo.alone_epochs(preset["data"], 2, preset["batch_size"])
+    assert alone_epochs > 2
+    for sub, epochs in [("teacher", 2), ("student-alone", alone_epochs), ("student-distilled", 2)]:
         summary = json.loads((top / sub / "summary.json").read_text())
         assert summary["epochs"] == epochs
     distilled_summary = json.loads((top / "student-distilled/summary.json").read_text())
     assert distilled["test_accuracy"] == pytest.approx(distilled_summary["test_accuracy"])
     assert distilled["agreement"] == pytest.approx(distilled_summary["test_agreement"])
     assert teacher["test_accuracy"] == pytest.approx(distilled_summary["teacher_test_accuracy"])
+    alone_summary = json.loads((top / "student-alone/summary.json").read_text())
+    assert alone_summary["train_unlabeled"] == 0 < alone_summary["train_labeled"] == distilled_summary["train_labeled"]
+    assert distilled_summary["train_unlabeled"] > 10 * distilled_summary["train_labeled"]  # the 95% transfer set
+    expected_gap = (distilled["test_accuracy"] - alone["test_accuracy"]) / (teacher["test_accuracy"]
+                                                                           - alone["test_accuracy"])
+    assert distilled["gap_recovered"] == pytest.approx(expected_gap)
+    assert alone["gap_recovered"] is None and teacher["gap_recovered"] is None
 
 
 def test_demo_folder_is_not_replaced_without_overwrite(tmp_path, tiny_digits_preset) -> None:

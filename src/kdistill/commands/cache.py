@@ -16,7 +16,6 @@ app = typer.Typer(
     help="Offline distillation: run the teacher once, store its outputs, then train with teacher.name: cache:<dir>.",
     no_args_is_help=True,
 )
-console = cli_console()
 
 
 @app.command()
@@ -62,9 +61,9 @@ def build(
     from kdistill.models.run_folder import resolve_run_models
 
     # --teacher runs/t: its model, weights and (without --data) its data, as distill resolves them
-    run_config = adopt_teacher_data(resolve_run_models(config_from(config, flags, set_)), console.print)
+    run_config = adopt_teacher_data(resolve_run_models(config_from(config, flags, set_)), cli_console().print)
     folder = cache_dir or default_cache_dir(run_config)
-    with Progress(console=console, transient=True) as bar:
+    with Progress(console=cli_console(), transient=True) as bar:
         task = bar.add_task("teacher cache", total=None)
 
         def advance(done: int, total: int) -> None:
@@ -72,8 +71,8 @@ def build(
 
         info = build_cache(run_config, folder, views=views, mode=mode, k=k, shard_size=shard_size,
                            progress=advance)
-    console.print(_table(info))
-    console.print(f"train from it with: --set teacher.name=cache:{folder}")
+    cli_console().print(_table(info))
+    cli_console().print(f"train from it with: --set teacher.name=cache:{folder}")
 
 
 @app.command()
@@ -81,7 +80,7 @@ def info(cache_dir: Path = typer.Argument(..., metavar="DIR", help="cache folder
     """Describe a cache: teacher, data, mode, views, size on disk and coverage."""
     from kdistill.cache import cache_info
 
-    console.print(_table(cache_info(cache_dir)))
+    cli_console().print(_table(cache_info(cache_dir)))
 
 
 def _table(info: dict) -> Table:

@@ -9,7 +9,6 @@ import typer
 
 from kdistill.console import cli_console
 
-console = cli_console()
 Opt = typer.Option
 RunArg = Annotated[Path, typer.Argument(help="finished run folder")]
 TeacherOpt = Annotated[Path | None, Opt("--teacher", help="the teacher's run folder (default: the run's teacher)")]
@@ -38,7 +37,7 @@ def export(
     options = _options(run, set_, parity_atol=atol)
     artefact = export_run(run, format, output, options)
     p = artefact.parity
-    console.print(f"[bold]{artefact.path}[/bold] ({artefact.path.stat().st_size:,} bytes): parity on {p.samples} "
+    cli_console().print(f"[bold]{artefact.path}[/bold] ({artefact.path.stat().st_size:,} bytes): parity on {p.samples} "
                   f"validation samples: max |logit diff| {p.max_abs_diff:.3g}, top-1 agreement "
                   f"{100 * p.top1_agreement:.2f}%", soft_wrap=True)
 
@@ -60,7 +59,7 @@ def bench(
     options = _options(runs[0], None, threads=threads, latency_runs=latency_runs, throughput_batch=throughput_batch)
     table = bench_runs(runs, [f.strip() for f in formats.split(",") if f.strip()], teacher, options,
                        with_teacher=not no_teacher)
-    console.print(report.render(table))
+    cli_console().print(report.render(table))
     if output:
         report.save(table, output)
 
@@ -88,10 +87,11 @@ def deploy(
         given = {"amount": prune, "steps": prune_steps, "epochs": prune_epochs}
         options.prune = PruneConfig(**(current | {k: v for k, v in given.items() if v is not None}))
     result = deploy_run(run, options, teacher)
-    console.print(report.render(result.table, f"kdistill deploy: {run.name}"))
+    cli_console().print(report.render(result.table, f"kdistill deploy: {run.name}"))
     for artefact in result.artefacts:
-        console.print(f"{artefact.path} (parity: max |diff| {artefact.parity.max_abs_diff:.3g}, top-1 agreement "
+        cli_console().print(f"{artefact.path} (parity: max |diff| {artefact.parity.max_abs_diff:.3g}, top-1 agreement "
                       f"{100 * artefact.parity.top1_agreement:.2f}%)", soft_wrap=True)
     if result.pruned_run:
-        console.print(f"pruned run folder: {result.pruned_run} (kdistill eval {result.pruned_run})", soft_wrap=True)
-    console.print(f"table: {result.folder / 'bench.md'}", soft_wrap=True)
+        cli_console().print(f"pruned run folder: {result.pruned_run} (kdistill eval {result.pruned_run})",
+                            soft_wrap=True)
+    cli_console().print(f"table: {result.folder / 'bench.md'}", soft_wrap=True)
