@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kdistill.console import cli_console
 
 
 def epoch_line(record: dict, epochs: int, improved: bool) -> str:
@@ -34,6 +35,7 @@ class ProgressDisplay:
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"),
                 TimeElapsedColumn(),
+                console=cli_console(),  # 160 columns when logged: epoch lines stay one line
             )
             self.progress.__enter__()
             self.task_id = self.progress.add_task(self.title, total=self.total, loss=float("nan"), acc=float("nan"))
@@ -53,7 +55,7 @@ class ProgressDisplay:
         if self.progress is not None:
             self.progress.console.print(text, highlight=False)
         else:
-            Console(highlight=False).print(text)
+            cli_console().print(text, highlight=False)
 
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
