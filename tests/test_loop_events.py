@@ -125,3 +125,11 @@ def test_callbacks_see_every_event_and_can_stop_the_run(tmp_path) -> None:
     # Every 4 global steps inside an epoch (position: 0-based epoch + steps done), plus each epoch end.
     assert checkpoints == [("step", 1, 4, 0, 4), ("epoch", 1, 0, 1, 0), ("step", 2, 2, 1, 2), ("epoch", 2, 0, 2, 0)]
     assert [e for e in events if e[0] == "epoch_end"] == [("epoch_end", 1, 1), ("epoch_end", 2, 2)]
+
+
+def test_a_long_run_prints_at_most_about_forty_epoch_lines() -> None:
+    from kdistill.training.progress import MAX_EPOCH_LINES, shows_epoch
+
+    assert all(shows_epoch(epoch, 10) for epoch in range(1, 11))  # a short run: every epoch
+    shown = [epoch for epoch in range(1, 721) if shows_epoch(epoch, 720)]
+    assert shown[0] == 1 and shown[-1] == 720 and len(shown) <= MAX_EPOCH_LINES + 2

@@ -40,7 +40,7 @@ from kdistill.training.checkpoint import (
 from kdistill.training.launch import place_teacher
 from kdistill.training.nonfinite import describe_batch, nonfinite_error, nonfinite_parameters, nonfinite_terms
 from kdistill.training.parts import DistillationModule, Phase, make_optimizer, make_scheduler, phase_for_epoch
-from kdistill.training.progress import ProgressDisplay, epoch_line
+from kdistill.training.progress import ProgressDisplay, epoch_line, shows_epoch
 from kdistill.training.sampling import EvalShard, ShardSampler, epoch_seed, real_samples
 from kdistill.training.signals import StopSignals, interrupted
 
@@ -321,7 +321,8 @@ class Trainer:
         result.history.append(record)
         result.epoch_time_s = sum(r["epoch_time_s"] for r in result.history) / len(result.history)
         assert run.display is not None
-        run.display.line(epoch_line(record, self.config.trainer.epochs, improved))
+        if shows_epoch(record["epoch"], self.config.trainer.epochs):
+            run.display.line(epoch_line(record, self.config.trainer.epochs, improved))
         if fabric.is_global_zero:  # metrics before the checkpoint: resume drops lines past the checkpoint's epoch
             append_jsonl(self.run_dir / METRICS_FILE, record)
             fabric.log_dict({k: v for k, v in record.items() if k != "epoch"}, step=epoch + 1)

@@ -6,6 +6,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kdistill.console import cli_console
 
+MAX_EPOCH_LINES = 40  # a 720-epoch run on a tiny labelled set would otherwise print 720 lines
+
+
+def shows_epoch(epoch: int, epochs: int) -> bool:
+    """Whether epoch ``epoch`` (1-based) gets a console line: every epoch of a short run; evenly spaced ones and the
+    last of a long run (metrics.jsonl always has every epoch)."""
+    every = -(-epochs // MAX_EPOCH_LINES)  # ceil
+    return epoch % every == 0 or epoch == epochs or epoch == 1
+
 
 def epoch_line(record: dict, epochs: int, improved: bool) -> str:
     """'epoch 3/10  train loss 0.4123 acc 88.21%  val loss 0.3512 acc 91.03%  12.3 s  best'."""
