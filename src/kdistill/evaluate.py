@@ -165,6 +165,27 @@ def measure_speed(model: nn.Module, sample: torch.Tensor, runs: int = 100, warmu
     return _time_forward(model, lambda m: m(one), lambda m: m(big), throughput_batch, runs, warmup, threads)
 
 
+def time_calls(call_one, call_big, items_per_big: int, runs: int, warmup: int) -> tuple[list[float], float]:
+    """(sorted latencies of ``call_one`` in ms after ``warmup`` calls, items per second of ``call_big``): the one
+    timing loop of eval and bench (PyTorch eager or any other runtime)."""
+    for _ in range(warmup):
+        call_one()
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call_one()
+        timings.append((time.perf_counter() - start) * 1000)
+    call_big()  # warm-up at the large batch (allocations, kernel choice)
+    repeats, start = 3, time.perf_counter()
+    for _ in range(repeats):
+        call_big()
+    return sorted(timings), repeats * items_per_big / (time.perf_counter() - start)
+
+
+def p95(sorted_timings: list[float]) -> float:
+    return sorted_timings[int(0.95 * (len(sorted_timings) - 1))]
+
+
 def _time_forward(model: nn.Module, forward_one, forward_big, items_per_big: int, runs: int, warmup: int,
                   threads: int | None) -> SpeedReport:
     """Median/p95 latency of ``forward_one`` (ms) and items per second of ``forward_big``, on the CPU."""
@@ -173,22 +194,11 @@ def _time_forward(model: nn.Module, forward_one, forward_big, items_per_big: int
         torch.set_num_threads(threads)
     try:
         model = model.cpu().eval()
-        for _ in range(warmup):
-            forward_one(model)
-        timings = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            forward_one(model)
-            timings.append((time.perf_counter() - start) * 1000)
-        forward_big(model)
-        repeats, start = 3, time.perf_counter()
-        for _ in range(repeats):
-            forward_big(model)
-        throughput = repeats * items_per_big / (time.perf_counter() - start)
-        timings.sort()
+        timings, throughput = time_calls(lambda: forward_one(model), lambda: forward_big(model), items_per_big,
+                                         runs, warmup)
         return SpeedReport(
             parameters=count_parameters(model), size_bytes=size_on_disk(model),
-            latency_ms=statistics.median(timings), latency_p95_ms=timings[int(0.95 * (len(timings) - 1))],
+            latency_ms=statistics.median(timings), latency_p95_ms=p95(timings),
             throughput=throughput, threads=torch.get_num_threads(),
         )
     finally:

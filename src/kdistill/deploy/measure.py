@@ -6,7 +6,6 @@ Everything runs on the CPU with the thread count pinned by the caller; the figur
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kdistill.deploy.formats import Runner
+from kdistill.evaluate import p95, time_calls
 
 _STATUS = Path("/proc/self/status")
 
@@ -54,21 +54,10 @@ def peak_memory_during(work: Callable[[], object]) -> int | None:
 def time_runner(runner: Runner, one: tuple[torch.Tensor, ...], big: tuple[torch.Tensor, ...], runs: int,
                 warmup: int) -> dict:
     """Batch-1 latency median and p95 (ms) after ``warmup`` runs, and samples/s at ``big``'s batch size."""
-    for _ in range(warmup):
-        runner(one)
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner(one)
-        timings.append((time.perf_counter() - start) * 1000)
-    timings.sort()
-    runner(big)  # warm-up at the large batch (allocations, kernel choice)
-    repeats, start = 3, time.perf_counter()
-    for _ in range(repeats):
-        runner(big)
     batch = big[0].shape[0]
-    return {"latency_ms": statistics.median(timings), "latency_p95_ms": timings[int(0.95 * (len(timings) - 1))],
-            "throughput": repeats * batch / (time.perf_counter() - start), "throughput_batch": batch}
+    timings, throughput = time_calls(lambda: runner(one), lambda: runner(big), batch, runs, warmup)
+    return {"latency_ms": statistics.median(timings), "latency_p95_ms": p95(timings), "throughput": throughput,
+            "throughput_batch": batch}
 
 
 def runner_accuracy(runner: Runner, dataset: Dataset, input_names: tuple[str, ...], batch_size: int = 256) -> float:
