@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from kdistill.runs import read_jsonl
+from process_helpers import kill_when
 
 CHILD = Path(__file__).with_name("train_child.py")
 EPOCHS = 2
@@ -35,18 +34,7 @@ def _kill_at(out: Path, name: str, step: int) -> None:
     progress = out / f"{name}.step"
     process = subprocess.Popen([sys.executable, str(CHILD), str(out), name, str(EPOCHS)], env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 180
-        while not (progress.is_file() and int(progress.read_text()) >= step):
-            assert process.poll() is None, process.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, f"step {step} not reached in 180 s"
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL
+    kill_when(process, lambda: progress.is_file() and int(progress.read_text()) >= step, f"step {step}", 180)
 
 
 @pytest.fixture(scope="module")

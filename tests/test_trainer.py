@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from kdistill.errors import RunFolderError
 from kdistill.evaluate import accuracy, predict
 from kdistill.models import build_model, load_weights, save_weights
 from kdistill.runs import read_jsonl
+from process_helpers import kill_when
 
 KDISTILL = Path(sys.executable).with_name("kdistill")
 
@@ -317,18 +316,7 @@ def test_kill_minus_nine_then_resume(tmp_path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = tmp_path / "killed"
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (run / "checkpoints/last/state.pt").exists():
-            assert process.poll() is None, process.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint after 120 s"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL
+    kill_when(process, (run / "checkpoints/last/state.pt").exists, "a checkpoint", 120)
     done = len(read_jsonl(run / "metrics.jsonl"))
     assert done < epochs, "the run finished before it was killed; the test needs more epochs"
     resumed = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
