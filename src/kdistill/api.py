@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import lightning as L
+import lightning_fabric as L
 from torch import nn
 
 from kdistill import data as _data  # noqa: F401  (registers data sources)

@@ -90,7 +90,7 @@ def _check_build(checks: Checks, config) -> None:
 
 
 def _fabric(config):
-    import lightning as L
+    import lightning_fabric as L
 
     from kdistill.errors import ConfigError
 

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
+import lightning_fabric as L
 import torch
 from torch import nn
 from torch.utils.data import Dataset
