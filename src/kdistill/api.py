@@ -35,6 +35,7 @@ from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, release_run_dir, write_j
 from kdistill.tasks import TASKS, Task
 from kdistill.teachers import TEACHERS, Teacher, build_teacher
 from kdistill.trainer import Trainer, launch_fabric, prepare_run_dir_once
+from kdistill.training.progress import evaluation_display
 
 
 @dataclass
@@ -112,7 +113,8 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, cal
     reference = None  # a black box has no model: no agreement; eval.teacher_metrics: false skips the teacher pass
     if teacher is not None and config.eval.teacher_metrics:
         reference = teacher.metrics_model()
-    metrics = task.final_metrics(config, run_dir, student, reference, splits)
+    with evaluation_display(config.trainer.progress):  # a bar and a timing line per test pass
+        metrics = task.final_metrics(config, run_dir, student, reference, splits)
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
                    epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs, **data_summary)
     write_json(run_dir / DATA_RECORD_FILE,
