@@ -80,10 +80,10 @@ def test_timm_and_torchvision_models_pair_without_editing_them():
     assert embedding_pair(timm_model, tv_model, x) == ("global_pool", "avgpool")
 
 
-def test_layers_command_prints_tables_and_pairs(capsys):
+def test_layers_command_prints_tables_and_pairs(capsys, monkeypatch):
     from kdistill.commands import layers as command
 
-    command.console.width = 160
+    monkeypatch.setenv("COLUMNS", "160")  # read by the console the command makes
     command.layers("resnet", "cnn", data="digits")
     printed = capsys.readouterr().out
     assert "teacher resnet" in printed and "student cnn" in printed

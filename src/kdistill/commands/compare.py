@@ -11,7 +11,6 @@ import typer
 
 from kdistill.console import cli_console
 
-console = cli_console()
 Opt = typer.Option
 
 
@@ -44,6 +43,7 @@ def compare(
     parse_methods(entries, {})
     run_config = load_config(config, list(set_ or []))
     command = shlex.join(["kdistill", *sys.argv[1:]])
+    console = cli_console()  # made per call: this invocation's width (COLUMNS) and streams
     result = run_compare(run_config, entries, seed_list, output_dir=output_dir, name=name, baseline=baseline,
                          cache=cache, cache_dir=cache_dir, overwrite=overwrite, resume=resume, command=command,
                          log=lambda line: console.print(line, markup=False, highlight=False))
