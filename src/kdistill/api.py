@@ -29,8 +29,7 @@ from kdistill.models.given import GivenModels  # nn.Module objects as teacher/st
 from kdistill.models.hf_save import save_hf_format
 from kdistill.models.run_folder import DATA_RECORD_FILE, data_record, resolve_run_models
 from kdistill.models.weights import save_weights
-from kdistill.results import Environment, columns_for, training_result
-from kdistill.results import RunResult as ResultTable
+from kdistill.results import Environment, ResultTable, columns_for, training_result
 from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, release_run_dir, write_json
 from kdistill.tasks import TASKS, Task
 from kdistill.teachers import TEACHERS, Teacher, build_teacher
