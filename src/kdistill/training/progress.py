@@ -78,7 +78,7 @@ class ProgressDisplay:
 
 
 # Whether test passes are shown: set by ``evaluation_display`` around a run's final evaluation only, so the same
-# prediction loops stay silent elsewhere (kdistill eval's table, deploy's parity checks).
+# prediction loops stay silent elsewhere (kdistill eval's table, compare's teacher pass).
 _SHOW_EVALUATION = contextvars.ContextVar("show_evaluation", default=False)
 
 
