@@ -10,8 +10,7 @@ from kdistill import cli
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """Call ``kdistill.cli.main`` in-process; returns (exit status, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", ["kdistill", *args])
-    monkeypatch.setattr(cli.console, "_width", 200)  # wide enough that table rows are not wrapped
-    monkeypatch.setenv("COLUMNS", "200")  # and the consoles commands make per call (kdistill.console.cli_console)
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that table rows are not wrapped: every command's console
     code: int | str | None = 0
     try:
         cli.main()

@@ -128,10 +128,11 @@ def test_signals_exit_130_and_143_with_a_message(signum, status, fragment) -> No
     assert fragment in line
 
 
-def test_help_and_usage_errors_do_not_import_torch_or_lightning() -> None:
-    # Importing lightning alone takes seconds: `kdistill --help` and a typo must not pay for it.
+def test_help_and_usage_errors_do_not_import_torch_or_fabric() -> None:
+    # Importing torch and Lightning Fabric takes seconds: `kdistill --help` and a typo must not pay for it.
     probe = ("import sys\nfrom kdistill import cli\ntry:\n    cli.main(['distill', '--epoch', '3'])\n"
-             "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'lightning', 'lightning_fabric') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": SRC})
     assert result.stdout.strip() == "[]", result.stderr

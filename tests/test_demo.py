@@ -13,7 +13,7 @@ import pytest
 
 from kdistill import demo
 from kdistill.errors import ConfigError, RunFolderError
-from kdistill.results import RunResult
+from kdistill.results import ResultTable
 
 KDISTILL = Path(sys.executable).with_name("kdistill")
 ROWS = ["Teacher", "Student (alone)", "Student (distilled)"]
@@ -31,7 +31,7 @@ def test_run_demo_tiny(tmp_path, tiny_digits_preset) -> None:
     top = tmp_path / "demo-digits"
     assert result.run_dir == top
     assert [row.name for row in result.table.rows] == ROWS
-    assert RunResult.from_json(top / "results.json") == result.table  # what the report will read back
+    assert ResultTable.from_json(top / "results.json") == result.table  # what the report will read back
     assert f"kdistill demo --data digits --output-dir {tmp_path} --name demo-digits --seed 0" in (
         top / "results.md").read_text()
     saved = json.loads((top / "results.json").read_text())

@@ -80,11 +80,12 @@ def test_timm_and_torchvision_models_pair_without_editing_them():
     assert embedding_pair(timm_model, tv_model, x) == ("global_pool", "avgpool")
 
 
-def test_layers_command_prints_tables_and_pairs(capsys):
+def test_layers_command_prints_tables_and_pairs(capsys, monkeypatch):
     from kdistill.commands import layers as command
 
-    command.console.width = 160
+    monkeypatch.setenv("COLUMNS", "70")  # set after import: read by the console the command makes per call
     command.layers("resnet", "cnn", data="digits")
     printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 70  # the tables are 81 columns wide unwrapped
     assert "teacher resnet" in printed and "student cnn" in printed
     assert "proposed pairs" in printed and "features.1.1" in printed and "layers.1" in printed

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from kdistill.commands.embed import distill_embeddings, parse_layers  # noqa: E402
 from kdistill.errors import ConfigError  # noqa: E402
-from kdistill.results import RunResult  # noqa: E402
+from kdistill.results import ResultTable  # noqa: E402
 
 
 def _app() -> typer.Typer:
@@ -38,7 +38,7 @@ def test_command_prints_the_table_and_saves_the_student(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["student"] == "teacher layers [0, 5]" and metrics["teacher"]["cosine_to_teacher"] > 0.999
     assert (out / "encoder" / "config.json").is_file() and (out / "encoder" / "tokenizer_config.json").is_file()
-    table = RunResult.from_json(out / "results.json")  # the printed table, as a result the report can read
+    table = ResultTable.from_json(out / "results.json")  # the printed table, as a result the report can read
     assert [row.name for row in table.rows] == ["teacher", "student before", "student after"]
     assert table.row("teacher").values["cosine_to_teacher"] == metrics["teacher"]["cosine_to_teacher"]
     assert table.task == "embedding"

@@ -44,7 +44,7 @@ def embedding_config(sentences_file: Path, output_dir: Path, *overrides: str) ->
 
 def untrained_cosine(config: RunConfig) -> float:
     """Test cosine to the teacher of the student as built (seeded like the run), on the run's test sentences."""
-    import lightning as L
+    import lightning_fabric as L
 
     config = config.model_copy(update={"data": config.data.model_copy(update={"tokenizer": "minilm"})})
     splits = load_data(config.data)

@@ -25,7 +25,7 @@ from kdistill.data import load_data  # noqa: E402
 from kdistill.errors import ConfigError  # noqa: E402
 from kdistill.evaluate import task_metrics  # noqa: E402
 from kdistill.models import build_model, save_weights  # noqa: E402
-from kdistill.results import RunResult
+from kdistill.results import ResultTable
 from kdistill.tasks import CausalLMTask  # noqa: E402
 
 MAX_LENGTH = 32
@@ -132,7 +132,7 @@ def test_lm_eval_reports_perplexity_agreement_and_speed(lm_runs, tmp_path, monke
     assert rows["teacher"]["perplexity"] == pytest.approx(summary["teacher_test_perplexity"], rel=1e-5)
     assert 0.0 < rows["student"]["agreement"] < 1.0
     # The run's own results.json: the same figures under the language-model columns.
-    own = RunResult.from_json(runs / "student/results.json")
+    own = ResultTable.from_json(runs / "student/results.json")
     assert own.task == "causal-lm" and [row.name for row in own.rows] == ["teacher", "student"]
     assert own.row("student").values["perplexity"] == summary["test_perplexity"]
     assert own.row("student").values["agreement"] == summary["test_agreement"]

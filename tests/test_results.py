@@ -15,10 +15,10 @@ from kdistill import api
 from kdistill.config import DataConfig, ModelConfig, RunConfig, TrainerConfig
 from kdistill.errors import KdistillError
 from kdistill.render import cells, format_value, header, markdown, rich_table, save
-from kdistill.results import Column, Environment, Row, RunResult, columns_for
+from kdistill.results import Column, Environment, ResultTable, Row, columns_for
 
 
-def sample_result() -> RunResult:
+def sample_result() -> ResultTable:
     columns = [
         Column("rank", "#", "int"),
         Column("teacher", "Teacher", "text"),
@@ -32,7 +32,7 @@ def sample_result() -> RunResult:
                        "size": 2048, "ece": 0.0123}, {"per_seed": [{"seed": 0, "acc": 0.91}]}),
             Row("alone", {"rank": None, "teacher": "-", "acc": 0.8, "acc_std": None, "gap": None, "speed": 1.0,
                           "size": 10, "ece": None})]
-    return RunResult("a table", "classification", columns, rows, Environment.capture(), caption="caption",
+    return ResultTable("a table", "classification", columns, rows, Environment.capture(), caption="caption",
                      command="kdistill compare x.yaml", name_label="Method", details={"ranked_by": "acc"})
 
 
@@ -40,7 +40,7 @@ def test_json_round_trip(tmp_path) -> None:
     result = sample_result()
     path = save(result, tmp_path)
     assert path == tmp_path / "results.json"
-    back = RunResult.from_json(path)
+    back = ResultTable.from_json(path)
     assert back == result
     saved = json.loads(path.read_text())
     kd = saved["rows"][0]
@@ -77,21 +77,21 @@ def test_malformed_results_are_refused(tmp_path) -> None:
     columns = columns_for("classification")
     env = Environment.capture()
     with pytest.raises(KdistillError, match="test_acuracy"):  # a typo in a value key is not silently dropped
-        RunResult("t", "classification", columns, [Row("m", {"test_acuracy": 0.5})], env)
+        ResultTable("t", "classification", columns, [Row("m", {"test_acuracy": 0.5})], env)
     with pytest.raises(KdistillError, match="clash"):
-        RunResult("t", "classification", columns, [Row("m", {}, {"ece": 1})], env)
+        ResultTable("t", "classification", columns, [Row("m", {}, {"ece": 1})], env)
     with pytest.raises(KdistillError, match="unknown kind"):
         Column("x", "X", "percentage")
     with pytest.raises(KdistillError, match="no result columns for task"):
         columns_for("segmentation")
     (tmp_path / "other.json").write_text('{"rows": []}')
     with pytest.raises(KdistillError, match="not a kdistill result"):
-        RunResult.from_json(tmp_path / "other.json")
+        ResultTable.from_json(tmp_path / "other.json")
     (tmp_path / "broken.json").write_text('{"format": "kdistill.result/1", "rows": [')
     with pytest.raises(KdistillError, match="cannot read result"):
-        RunResult.from_json(tmp_path / "broken.json")
+        ResultTable.from_json(tmp_path / "broken.json")
     with pytest.raises(KdistillError, match="cannot read result"):
-        RunResult.from_json(tmp_path / "missing.json")
+        ResultTable.from_json(tmp_path / "missing.json")
 
 
 def test_environment_names_the_machine() -> None:
@@ -106,7 +106,7 @@ def test_a_training_run_writes_its_result(tmp_path) -> None:
                        student=ModelConfig(name="mlp", kwargs={"width": 8, "depth": 1}),
                        trainer=TrainerConfig(epochs=1, progress=False, accelerator="cpu"))
     run = api.train(config)
-    result = RunResult.from_json(run.run_dir / "results.json")
+    result = ResultTable.from_json(run.run_dir / "results.json")
     summary = json.loads((run.run_dir / "summary.json").read_text())
     (student,) = result.rows
     assert result.task == "classification" and result.environment.device == "cpu"

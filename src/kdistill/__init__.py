@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 __all__ = ["DataConfig", "DistillConfig", "EvalEntry", "KdistillError", "ModelConfig", "RunConfig", "RunResult",
            "distill", "evaluate", "load_config", "load_model", "train", "__version__"]
 
-# The public names load on first use: ``kdistill.api`` imports lightning and torch (seconds), which the CLI must not
+# The public names load on first use: ``kdistill.api`` imports Fabric and torch (seconds), which the CLI must not
 # pay for ``--help`` or a usage error.
 _LAZY = {"EvalEntry": "kdistill.api", "RunResult": "kdistill.api", "distill": "kdistill.api",
          "evaluate": "kdistill.api", "train": "kdistill.api", "DataConfig": "kdistill.config",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import lightning as L
+import lightning_fabric as L
 from torch import nn
 
 from kdistill import data as _data  # noqa: F401  (registers data sources)
@@ -29,12 +29,12 @@ from kdistill.models.given import GivenModels  # nn.Module objects as teacher/st
 from kdistill.models.hf_save import save_hf_format
 from kdistill.models.run_folder import DATA_RECORD_FILE, data_record, resolve_run_models
 from kdistill.models.weights import save_weights
-from kdistill.results import Environment, columns_for, training_result
-from kdistill.results import RunResult as ResultTable
+from kdistill.results import Environment, ResultTable, columns_for, training_result
 from kdistill.runs import CONFIG_FILE, STUDENT_WEIGHTS, release_run_dir, write_json
 from kdistill.tasks import TASKS, Task
 from kdistill.teachers import TEACHERS, Teacher, build_teacher
 from kdistill.trainer import Trainer, launch_fabric, prepare_run_dir_once
+from kdistill.training.progress import evaluation_display
 
 
 @dataclass
@@ -112,7 +112,8 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, cal
     reference = None  # a black box has no model: no agreement; eval.teacher_metrics: false skips the teacher pass
     if teacher is not None and config.eval.teacher_metrics:
         reference = teacher.metrics_model()
-    metrics = task.final_metrics(config, run_dir, student, reference, splits)
+    with evaluation_display(config.trainer.progress):  # a bar and a timing line per test pass
+        metrics = task.final_metrics(config, run_dir, student, reference, splits)
     metrics.update(best_epoch=fit.best_epoch, best_val_accuracy=fit.best_val_accuracy,
                    epoch_time_s=fit.epoch_time_s, epochs=config.trainer.epochs, **data_summary)
     write_json(run_dir / DATA_RECORD_FILE,

@@ -23,7 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Distil a large teacher into a small, fast student, and measure both side by side.",
 )
-console = cli_console()
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config (optional; flags and --set override it)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override any key: trainer.epochs=5")]
@@ -38,6 +37,7 @@ def _print_summary(result) -> None:
     if "test_agreement" in m:
         parts.append(f"agreement with teacher {100 * m['test_agreement']:.2f}%")
     parts.append(f"best val epoch {m['best_epoch']}")  # 1-based in summary.json too
+    console = cli_console()  # made per call, as every command's: this invocation's width (COLUMNS) and streams
     console.print(f"[bold]{result.run_dir}[/bold]: " + ", ".join(parts))
     console.print(f"weights: {result.run_dir / 'student.safetensors'}")
     if (result.run_dir / "hf").is_dir():  # a transformers student, also as save_pretrained
@@ -177,7 +177,7 @@ def eval_(
         data_config = data_config.model_copy(update={k: v for k, v in {"name": data, "root": data_root}.items() if v})
     result = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads), task)
     result.command = shlex.join(["kdistill", *sys.argv[1:]])
-    print_result(result, console)
+    print_result(result, cli_console())
     if output:
         save(result, output)
 
@@ -195,6 +195,7 @@ def demo(
     from kdistill.render import print_result
 
     result = run_demo(data=data, output_dir=output_dir, name=name, overwrite=overwrite, seed=seed)
+    console = cli_console()
     print_result(result.table, console)
     console.print(f"run folder: {result.run_dir} (results.md, results.json, one sub-folder per model)")
 
@@ -213,7 +214,7 @@ def corpus(
         written = write_jsonl([{"text": text} for text in docstring_sentences(sentences)], path)
     else:
         written = write_corpus(path, max_chars=max_chars)
-    console.print(f"wrote {written} ({written.stat().st_size:,} bytes)")
+    cli_console().print(f"wrote {written} ({written.stat().st_size:,} bytes)")
 
 
 @app.command("config")
@@ -229,7 +230,8 @@ def show_config(
 
     resolved = load_config(config, set_)
     text = explained_yaml(resolved) if explain else yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False)
-    console.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)  # wrapping breaks YAML
+    # soft_wrap: a wrapped line would break the YAML
+    cli_console().print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def _mount_commands() -> None:

@@ -1,11 +1,11 @@
-"""The table of ``kdistill compare`` as a RunResult: the teacher, the student alone, then the methods ranked."""
+"""The table of ``kdistill compare`` as a ResultTable: the teacher, the student alone, then the methods ranked."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from kdistill import render
-from kdistill.results import Column, Environment, Row, RunResult
+from kdistill.results import Column, Environment, ResultTable, Row
 
 if TYPE_CHECKING:
     from kdistill.compare import CompareResult, CompareRow
@@ -34,7 +34,7 @@ def _row(row: CompareRow, rank: int | None, role: str) -> Row:
                                     "per_seed": row.per_seed})
 
 
-def to_result(result: CompareResult, environment: Environment | None = None) -> RunResult:
+def to_result(result: CompareResult, environment: Environment | None = None) -> ResultTable:
     """The comparison as a result table: the teacher, the student alone, then the methods ranked, best first."""
     teacher = Row("Teacher", {"teacher": "-", "test_accuracy": result.teacher_test_accuracy, "gap_recovered": 1.0},
                   {"role": "teacher"})
@@ -42,7 +42,7 @@ def to_result(result: CompareResult, environment: Environment | None = None) -> 
     rows += [_row(row, rank, "method") for rank, row in enumerate(result.rows, start=1)]
     details = {"ranked_by": "test_accuracy (mean over seeds, last epoch)", "folder": str(result.folder),
                "teacher_test_accuracy": result.teacher_test_accuracy, "cache": result.cache}
-    return RunResult(result.title, "classification", list(COLUMNS), rows, environment or Environment.capture(),
+    return ResultTable(result.title, "classification", list(COLUMNS), rows, environment or Environment.capture(),
                      caption=result.caption + f" Per-seed numbers: results.json; one run folder per method and seed "
                                               f"in {result.folder}.",
                      command=result.command, name_label="Method", details=details)

@@ -19,7 +19,7 @@ from kdistill.data import load_data
 from kdistill.data.transfer import label_counts
 from kdistill.errors import ConfigError
 from kdistill.render import save
-from kdistill.results import Column, RunResult
+from kdistill.results import Column, ResultTable
 from kdistill.runs import STUDENT_WEIGHTS, prepare_run_dir
 
 # name -> (data, teacher, student, teacher epochs, student epochs, distill settings)
@@ -44,7 +44,7 @@ PRESETS = {
 @dataclass
 class DemoResult:
     run_dir: Path
-    table: RunResult  # teacher, student alone, student distilled
+    table: ResultTable  # teacher, student alone, student distilled
 
 
 def preset_configs(data: str, output_dir: str, name: str, seed: int = 0) -> dict[str, RunConfig]:

@@ -19,14 +19,23 @@ from kdistill.models.weights import save_weights
 from kdistill.tasks import ClassificationTask, Task
 
 
+def evaluation_batches(dataset: Dataset, batch_size: int, label: str):
+    """The batches of ``dataset`` in order; after training, a run's final evaluation shows them as one labelled
+    bar and timing line (``kdistill.training.progress.evaluation_display``)."""
+    # Imported here: deploy's timing imports this module and has no use for the training package (Fabric).
+    from kdistill.training.progress import evaluation_pass
+
+    return evaluation_pass(DataLoader(dataset, batch_size=batch_size, shuffle=False), label, len(dataset))
+
+
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 512, task: Task | None = None,
-            device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (N, C), targets (N,)) of a model over a data set, in order."""
+            device: str | torch.device = "cpu", label: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, C), targets (N,)) of a model over a data set, in order; ``label`` names the pass on screen."""
     task = task or ClassificationTask()
     model = model.to(device).eval()
     logits, targets = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in evaluation_batches(dataset, batch_size, label):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits.append(task.logits(model, batch).float().cpu())
         targets.append(batch["target"].cpu())
@@ -35,7 +44,7 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 512, task: Tas
 
 @torch.no_grad()
 def task_metrics(model: nn.Module, dataset: Dataset, task: Task, teacher: nn.Module | None = None,
-                 batch_size: int = 64, device: str | torch.device = "cpu") -> dict[str, float]:
+                 batch_size: int = 64, device: str | torch.device = "cpu", label: str = "test") -> dict[str, float]:
     """Loss, accuracy (and agreement with ``teacher``) for any task, e.g. next-token metrics of a language model.
 
     Sums are weighted by each batch's prediction count, so the figures do not depend on the batch size.
@@ -43,7 +52,7 @@ def task_metrics(model: nn.Module, dataset: Dataset, task: Task, teacher: nn.Mod
     model = model.to(device).eval()
     teacher = teacher.to(device).eval() if teacher is not None else None
     sums = {"loss": 0.0, "correct": 0, "count": 0, "agree": 0}
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in evaluation_batches(dataset, batch_size, label):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = task.logits(model, batch)
         hits, count = task.correct(logits, batch)
@@ -61,7 +70,8 @@ def task_metrics(model: nn.Module, dataset: Dataset, task: Task, teacher: nn.Mod
 
 @torch.no_grad()
 def lm_test_metrics(model: nn.Module, dataset: Dataset, task: Task, teacher_top1: torch.Tensor | None = None,
-                    batch_size: int = 32, device: str | torch.device = "cpu") -> tuple[dict[str, float], torch.Tensor]:
+                    batch_size: int = 32, device: str | torch.device = "cpu", label: str = "test"
+                    ) -> tuple[dict[str, float], torch.Tensor]:
     """Per-token test loss, next-token accuracy (and top-1 agreement with a teacher) of a causal language model.
 
     ``teacher_top1`` is the (N, T) argmax of a teacher's logits over the same data set, as returned here; only
@@ -73,7 +83,7 @@ def lm_test_metrics(model: nn.Module, dataset: Dataset, task: Task, teacher_top1
     model = model.to(device).eval()
     sums = {"loss": 0.0, "correct": 0, "count": 0, "agree": 0}
     top1, start = [], 0
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in evaluation_batches(dataset, batch_size, label):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = task.logits(model, batch)  # (B, T, V)
         loss_sum, _ = task.loss_sum(logits, batch)

@@ -1,4 +1,4 @@
-"""The one renderer of ``RunResult``: a rich table, Markdown and JSON show the same rows and the same cells."""
+"""The one renderer of ``ResultTable``: a rich table, Markdown and JSON show the same rows and the same cells."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from kdistill.results import Column, Row, RunResult, Value
+from kdistill.results import Column, ResultTable, Row, Value
 
 MISSING = "-"  # a value that was not measured (no teacher, no speed pass, one seed)
 
@@ -48,12 +48,12 @@ def format_cell(column: Column, row: Row) -> str:
     return text
 
 
-def cells(result: RunResult) -> list[list[str]]:
+def cells(result: ResultTable) -> list[list[str]]:
     """Every row as strings: the name, then one cell per column."""
     return [[row.name] + [format_cell(column, row) for column in result.columns] for row in result.rows]
 
 
-def header(result: RunResult) -> list[str]:
+def header(result: ResultTable) -> list[str]:
     return [result.name_label] + [column.label for column in result.columns]
 
 
@@ -61,7 +61,7 @@ def _right_aligned(column: Column) -> bool:
     return column.kind != "text"
 
 
-def rich_table(result: RunResult) -> Table:
+def rich_table(result: ResultTable) -> Table:
     table = Table(title=result.title, caption=result.caption or None)
     table.add_column(result.name_label, justify="left")
     for column in result.columns:
@@ -71,14 +71,14 @@ def rich_table(result: RunResult) -> Table:
     return table
 
 
-def environment_line(result: RunResult) -> str:
+def environment_line(result: ResultTable) -> str:
     env = result.environment
     threads = f"{env.threads} thread" + ("s" if env.threads != 1 else "")
     return (f"Measured with torch {env.torch} on {env.device}, {threads}, {env.cpu}; "
             f"kdistill {env.kdistill}, Python {env.python}; {env.date}.")
 
 
-def markdown(result: RunResult) -> str:
+def markdown(result: ResultTable) -> str:
     align = ["---"] + ["---:" if _right_aligned(column) else "---" for column in result.columns]
     lines = ["| " + " | ".join(header(result)) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in cells(result)]
@@ -92,7 +92,7 @@ def markdown(result: RunResult) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def save(result: RunResult, folder: str | Path, with_markdown: bool = True) -> Path:
+def save(result: ResultTable, folder: str | Path, with_markdown: bool = True) -> Path:
     """``results.json`` (and ``results.md``) in ``folder``; returns the JSON's path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def save(result: RunResult, folder: str | Path, with_markdown: bool = True) -> P
     return result.to_json(folder / "results.json")
 
 
-def print_result(result: RunResult, console: Console | None = None) -> None:
+def print_result(result: ResultTable, console: Console | None = None) -> None:
     """The table, then where it was measured (the same line results.md ends with)."""
     console = console or Console()
     console.print(rich_table(result))

@@ -1,8 +1,8 @@
 """One result model for every table kdistill prints: rows of typed, named columns, and where they were measured.
 
-``eval``, ``demo``, ``compare``, ``distill-embeddings`` and every training run produce a ``RunResult``; ``render.py``
+``eval``, ``demo``, ``compare``, ``distill-embeddings`` and every training run produce a ``ResultTable``; ``render.py``
 turns the same object into a rich table, Markdown and JSON. The JSON is the record the report and a
-hyper-parameter search read back, so it round-trips: ``RunResult.from_json(path) == result``.
+hyper-parameter search read back, so it round-trips: ``ResultTable.from_json(path) == result``.
 
 JSON layout (``results.json``)::
 
@@ -104,7 +104,7 @@ def _device_name(device: str) -> str:
 
 
 @dataclass
-class RunResult:
+class ResultTable:
     """A titled table of rows over ``columns`` for one task, and the environment it was measured in."""
 
     title: str
@@ -145,7 +145,7 @@ class RunResult:
                 "details": self.details}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+    def from_dict(cls, data: dict[str, Any]) -> ResultTable:
         if data.get("format") != FORMAT:
             raise KdistillError(f"not a kdistill result (format {data.get('format')!r}, expected {FORMAT!r})")
         columns = [Column(**c) for c in data["columns"]]
@@ -166,7 +166,7 @@ class RunResult:
         return path
 
     @classmethod
-    def from_json(cls, path: str | Path) -> RunResult:
+    def from_json(cls, path: str | Path) -> ResultTable:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -227,7 +227,7 @@ TEACHER_SUMMARY_KEYS = {"teacher_test_accuracy": "test_accuracy", "teacher_test_
 
 
 def training_result(title: str, task: str, summary: dict[str, Any], parameters: int, size_bytes: int | None,
-                    device: str) -> RunResult:
+                    device: str) -> ResultTable:
     """A finished run's test figures as a result (the student, and the teacher where the summary has its figures);
     speed is not measured by a run (``kdistill eval`` does). The whole summary is kept in ``details``."""
     columns = columns_for(task)
@@ -244,4 +244,4 @@ def training_result(title: str, task: str, summary: dict[str, Any], parameters: 
     teacher = picked(TEACHER_SUMMARY_KEYS)
     if teacher:
         rows.insert(0, Row("teacher", teacher))
-    return RunResult(title, task, columns, rows, Environment.capture(device), details={"summary": summary})
+    return ResultTable(title, task, columns, rows, Environment.capture(device), details={"summary": summary})

@@ -17,8 +17,6 @@ import typer
 from kdistill.console import cli_console
 from kdistill.errors import KdistillError
 
-console = cli_console()
-
 
 class Checks:
     """Runs named steps, keeps going after a failure, and collects one line per problem."""
@@ -90,7 +88,7 @@ def _check_build(checks: Checks, config) -> None:
 
 
 def _fabric(config):
-    import lightning as L
+    import lightning_fabric as L
 
     from kdistill.errors import ConfigError
 
@@ -138,6 +136,7 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override 
 def check(config: ConfigArg, set_: SetOpt = None) -> None:
     """Dry run: build data, models, teacher and methods and take one step; report every problem; write nothing."""
     checks = check_config(config, set_)
+    console = cli_console()  # made per call: this invocation's width (COLUMNS) and streams
     for line in checks.passed:
         console.print(f"ok: {line}", markup=False)
     for line in checks.problems:

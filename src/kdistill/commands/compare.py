@@ -11,7 +11,6 @@ import typer
 
 from kdistill.console import cli_console
 
-console = cli_console()
 Opt = typer.Option
 
 
@@ -36,7 +35,7 @@ def compare(
     from kdistill.compare import parse_methods, parse_seeds, split_methods
     from kdistill.config import load_config
     from kdistill.render import print_result
-    from kdistill.results import RunResult
+    from kdistill.results import ResultTable
 
     # Cheap checks first, so a typo fails before the config, the data or the teacher are loaded.
     seed_list = parse_seeds(seeds)
@@ -44,8 +43,9 @@ def compare(
     parse_methods(entries, {})
     run_config = load_config(config, list(set_ or []))
     command = shlex.join(["kdistill", *sys.argv[1:]])
+    console = cli_console()  # made per call: this invocation's width (COLUMNS) and streams
     result = run_compare(run_config, entries, seed_list, output_dir=output_dir, name=name, baseline=baseline,
                          cache=cache, cache_dir=cache_dir, overwrite=overwrite, resume=resume, command=command,
                          log=lambda line: console.print(line, markup=False, highlight=False))
-    print_result(RunResult.from_json(result.folder / "results.json"), console)  # exactly what was saved
+    print_result(ResultTable.from_json(result.folder / "results.json"), console)  # exactly what was saved
     console.print(f"compare folder: {result.folder} (results.md, results.json, one run folder per method and seed)")

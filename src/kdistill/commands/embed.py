@@ -15,7 +15,7 @@ import typer
 
 from kdistill.console import cli_console
 from kdistill.errors import ConfigError
-from kdistill.results import Environment, Row, RunResult, columns_for
+from kdistill.results import Environment, ResultTable, Row, columns_for
 
 
 def parse_layers(text: str) -> list[int]:
@@ -85,11 +85,11 @@ def distill_embeddings(
         console.print(f"student and metrics in {output}")
 
 
-def embedding_result(result, student_name: str) -> RunResult:
+def embedding_result(result, student_name: str) -> ResultTable:
     """One row per model: cosine to the teacher, top-10 overlap, parameters, size, latency (held-out sentences)."""
     rows = [Row(label, {"cosine_to_teacher": m.cosine_to_teacher, "top10_overlap": m.top10_overlap,
                         "parameters": m.parameters, "size_mb": m.size_mb, "latency_ms": m.latency_ms})
             for label, m in (("teacher", result.teacher), ("student before", result.student_before),
                              ("student after", result.student_after))]
-    return RunResult(f"embedding distillation: MiniLM -> {student_name}", "embedding", columns_for("embedding"), rows,
+    return ResultTable(f"embedding distillation: MiniLM -> {student_name}", "embedding", columns_for("embedding"), rows,
                      Environment.capture("cpu"), name_label="model")

@@ -12,8 +12,6 @@ from kdistill.console import cli_console
 if TYPE_CHECKING:  # kdistill.layers imports torch: loaded when the command runs, not when the CLI starts
     from kdistill.layers import LayerInfo
 
-console = cli_console()
-
 
 def layers(
     teacher: Annotated[str, typer.Argument(help="teacher: mlp | cnn | resnet | timm:<name> | torchvision:<name>")],
@@ -33,6 +31,7 @@ def layers(
     models = {role: build_model(ModelConfig(name=name), splits.input_shape, splits.num_classes, role=role)
               for role, name in (("teacher", teacher), ("student", student))}
     found = {role: list_layers(model, sample) for role, model in models.items()}
+    console = cli_console()  # made per call: this invocation's width (COLUMNS) and streams
     for role, name in (("teacher", teacher), ("student", student)):
         console.print(_layer_table(f"{role} {name}", found[role], all_modules))
     console.print(_pairs_table(found["student"], found["teacher"]))

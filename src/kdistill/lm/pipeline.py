@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
+import lightning_fabric as L
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -183,5 +183,5 @@ def cross_tokenizer_teacher_metrics(teacher: nn.Module, test_set: TokenizedDatas
     from kdistill.evaluate import task_metrics
 
     assert test_set.teacher is not None
-    metrics = task_metrics(teacher, test_set.teacher, task, None, batch_size)
+    metrics = task_metrics(teacher, test_set.teacher, task, None, batch_size, label="test: teacher")
     return {"teacher_test_perplexity": math.exp(min(metrics["test_loss"], 50.0))}

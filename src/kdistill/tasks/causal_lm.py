@@ -121,12 +121,13 @@ class CausalLMTask(Task):
 
         batch_size = config.trainer.eval_batch_size
         cross = self.lm is not None and self.lm.cross_tokenizer
-        metrics = task_metrics(student, splits.test, self, None if cross else teacher, batch_size)
+        metrics = task_metrics(student, splits.test, self, None if cross else teacher, batch_size,
+                               label="test: student")
         metrics["test_perplexity"] = perplexity(metrics["test_loss"])
         if teacher is not None and cross:
             metrics.update(cross_tokenizer_teacher_metrics(teacher, splits.test, self, batch_size))
         elif teacher is not None:
-            teacher_metrics = task_metrics(teacher, splits.test, self, None, batch_size)
+            teacher_metrics = task_metrics(teacher, splits.test, self, None, batch_size, label="test: teacher")
             metrics["teacher_test_perplexity"] = perplexity(teacher_metrics["test_loss"])
         return metrics
 

@@ -40,7 +40,7 @@ class ClassificationTask(Task):
         from kdistill.runs import STUDENT_WEIGHTS
 
         batch_size = config.trainer.eval_batch_size
-        logits, targets = predict(student, splits.test, batch_size, self)
+        logits, targets = predict(student, splits.test, batch_size, self, label="test: student")
         metrics = {
             "test_accuracy": accuracy(logits, targets),
             "test_ece": expected_calibration_error(logits, targets, config.eval.ece_bins),
@@ -49,9 +49,10 @@ class ClassificationTask(Task):
         if best_weights.is_file():
             best = fresh_copy(config.student, student, splits.input_shape, splits.num_classes)  # a given module too
             load_weights(best, best_weights, role="student")
-            metrics["test_accuracy_best"] = accuracy(predict(best, splits.test, batch_size, self)[0], targets)
+            best_logits, _ = predict(best, splits.test, batch_size, self, label="test: best-val student")
+            metrics["test_accuracy_best"] = accuracy(best_logits, targets)
         if teacher is not None:
-            teacher_logits, _ = predict(teacher, splits.test, batch_size, self)
+            teacher_logits, _ = predict(teacher, splits.test, batch_size, self, label="test: teacher")
             metrics["teacher_test_accuracy"] = accuracy(teacher_logits, targets)
             metrics["test_agreement"] = agreement(logits, teacher_logits)
         return metrics

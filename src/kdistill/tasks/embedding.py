@@ -141,13 +141,16 @@ class WithTeacherEmbeddings(Dataset):
 
 
 @torch.no_grad()
-def embed_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: str | torch.device = "cpu"
-                  ) -> torch.Tensor:
-    """(N, D) float32 embeddings of a data set, in order (the model in eval mode; its mode is restored)."""
+def embed_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: str | torch.device = "cpu",
+                  label: str = "test") -> torch.Tensor:
+    """(N, D) float32 embeddings of a data set, in order (the model in eval mode; its mode is restored); ``label``
+    names the pass on screen during a run's final evaluation."""
+    from kdistill.evaluate import evaluation_batches
+
     task, was_training = EmbeddingTask(), model.training
     model.to(device).eval()
     parts = []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in evaluation_batches(dataset, batch_size, label):
         batch = {k: v.to(device) for k, v in batch.items()}
         parts.append(task.logits(model, batch).float().cpu())
     model.train(was_training)
@@ -207,7 +210,7 @@ def embedding_final_metrics(student: nn.Module, teacher: nn.Module | None, split
     test = splits.test
     if not isinstance(test, WithTeacherEmbeddings):
         raise ValueError("embedding metrics need the test split with the teacher's embeddings")
-    embeddings = embed_dataset(student, test, batch_size)
+    embeddings = embed_dataset(student, test, batch_size, label="test: student")
     metrics = {f"test_{key}": value for key, value in compare_embeddings(embeddings, test.embeddings).items()}
     metrics["test_sentences"] = len(test)
     metrics["parameters"] = sum(p.numel() for p in student.parameters())

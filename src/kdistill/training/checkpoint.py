@@ -15,7 +15,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import lightning as L
+import lightning_fabric as L
 import numpy as np
 import torch
 import torch.distributed as dist

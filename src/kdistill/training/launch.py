@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
-from lightning.fabric.loggers import TensorBoardLogger
-from lightning.fabric.strategies import FSDPStrategy
+import lightning_fabric as L
+from lightning_fabric.loggers import TensorBoardLogger
+from lightning_fabric.strategies import FSDPStrategy
 
 from kdistill.config import RunConfig
 from kdistill.errors import ConfigError, KdistillError

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
+import lightning_fabric as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset

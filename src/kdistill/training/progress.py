@@ -1,6 +1,12 @@
-"""What a person watching sees: one progress bar over all steps and one line per epoch (numbered from 1)."""
+"""What a person watching sees: one progress bar over all steps and one line per epoch (numbered from 1); after
+training, a bar and a timing line per test pass ("test: student", "test: teacher")."""
 
 from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterator, Sized
+from contextlib import contextmanager
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -69,3 +75,36 @@ class ProgressDisplay:
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+# Whether test passes are shown: set by ``evaluation_display`` around a run's final evaluation only, so the same
+# prediction loops stay silent elsewhere (kdistill eval's table, compare's teacher pass).
+_SHOW_EVALUATION = contextvars.ContextVar("show_evaluation", default=False)
+
+
+@contextmanager
+def evaluation_display(show: bool) -> Iterator[None]:
+    """Inside, each ``evaluation_pass`` is shown when ``show`` (``trainer.progress`` on rank 0)."""
+    token = _SHOW_EVALUATION.set(show)
+    try:
+        yield
+    finally:
+        _SHOW_EVALUATION.reset(token)
+
+
+def evaluation_pass(batches, label: str, items: int) -> Iterator:
+    """Yields ``batches`` unchanged. Inside a shown ``evaluation_display``: a bar labelled ``label`` while it runs
+    (on a terminal only: a log gets no bar frames) and then one line, 'test: student  359 items  0.41 s'."""
+    if not _SHOW_EVALUATION.get():
+        yield from batches
+        return
+    console = cli_console()
+    total = len(batches) if isinstance(batches, Sized) else None
+    start = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        bar = progress.add_task(label, total=total)
+        for batch in batches:
+            yield batch
+            progress.advance(bar)
+    console.print(f"{label}  {items} items  {time.perf_counter() - start:.2f} s", highlight=False)
