@@ -6,6 +6,11 @@ and one epoch distilled from a full fp16 teacher cache (4 augmented views), same
 The teacher is a randomly initialised ResNet (the cache's cost does not depend on what the teacher learnt); the
 cache is built once into ``<output-dir>/cache``. Prints epoch times (interleaved rounds) and a breakdown of one
 profiled ``Trainer.fit`` each (one epoch + validation); the top functions by own time go to ``profile-*.txt``.
+
+    .venv/bin/python benchmarks/cache_profile.py --lookup runs/bench-cache-timing3/teacher-cache
+
+times only the store lookups (``CachedTeacher.outputs``) of one epoch of random batches of 128 on a given store,
+read into memory and memory-mapped shard by shard (a store with more shards than the bound on open maps).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import cProfile
 import io
 import json
 import pstats
+import time
 from pathlib import Path
 
 import torch
@@ -34,7 +40,11 @@ def main() -> None:
     parser.add_argument("--output-dir", default="runs/bench-cache-profile")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lookup", metavar="STORE", help="only time the store lookups of one epoch on STORE")
     args = parser.parse_args()
+    if args.lookup:
+        print(json.dumps(lookup_seconds(Path(args.lookup)), indent=2))
+        return
     out = Path(args.output_dir)
     base = [f"output_dir={out}", "data.name=fashion-mnist", "data.val_fraction=0.0833333",
             f"data.train_fraction={args.train_fraction}", "data.augment_crop_padding=2", "data.augment_hflip=true",
@@ -72,6 +82,32 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
+def lookup_seconds(folder: Path, batch_size: int = 128) -> dict:
+    """Seconds of one epoch of ``CachedTeacher.outputs`` calls (random samples and views), per way of reading."""
+    import kdistill.cache.store as store_module
+    from kdistill.cache import CachedTeacher, CacheStore
+
+    store = CacheStore.open(folder)
+    generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(store.num_samples, generator=generator)
+    batches = [{"index": index, "view": torch.randint(store.views, (len(index),), generator=generator)}
+               for index in order.split(batch_size)]
+    found = {"shards": store.num_shards, "batches": len(batches)}
+    # IN_MEMORY_BYTES per way; a kdistill from before that limit only memory-maps.
+    ways = {"in_memory": None, "memory_mapped": 0} if hasattr(store_module, "IN_MEMORY_BYTES") else \
+        {"memory_mapped": None}
+    for way, limit in ways.items():
+        if limit is not None:
+            store_module.IN_MEMORY_BYTES = limit
+        teacher = CachedTeacher(CacheStore.open(folder))
+        started = time.perf_counter()
+        for batch in batches:
+            teacher.outputs(batch)
+        found[f"{way}_s"] = round(time.perf_counter() - started, 3)
+        teacher.close()
+    return found
+
+
 @contextlib.contextmanager
 def profile_fit_only(profiler: cProfile.Profile):
     """Profile inside ``Trainer.fit`` only."""
@@ -89,17 +125,18 @@ def profile_fit_only(profiler: cProfile.Profile):
 
 # Parts of one training epoch, by the function whose cumulative time measures it (file suffix, function name).
 PARTS = {
-    "epoch (Trainer._run_epoch)": ("kdistill/trainer.py", "_run_epoch"),
+    "epoch (Trainer._run_epoch)": ("kdistill/training/loop.py", "_run_epoch"),
     "data loading (DataLoader next)": ("torch/utils/data/dataloader.py", "_next_data"),
     "  of which item __getitem__ (TensorDataset)": ("kdistill/data/base.py", "__getitem__"),
-    "  of which replayed view __getitem__ (ReplayViews)": ("kdistill/cache/teacher.py", "__getitem__"),
+    "  of which replayed view __getitem__ (ReplayViews, item by item)": ("kdistill/cache/teacher.py", "__getitem__"),
+    "  of which replayed batch __getitems__ (ReplayViews, per batch)": ("kdistill/cache/teacher.py", "__getitems__"),
     "teacher outputs (store lookup)": ("kdistill/cache/teacher.py", "outputs"),
-    "student forward + loss terms (DistillationModule)": ("kdistill/trainer.py", "forward"),
+    "student forward + loss terms (DistillationModule)": ("kdistill/training/parts.py", "forward"),
     "  of which kd term": ("kdistill/methods/logit_kd.py", "forward"),
     "backward": ("torch/_tensor.py", "backward"),
-    "optimiser step": ("torch/optim/adamw.py", "step"),
-    "validation (Trainer.validate)": ("kdistill/trainer.py", "validate"),
-    "checkpoint (Trainer._save_checkpoint)": ("kdistill/trainer.py", "_save_checkpoint"),
+    "optimiser step": ("torch/optim/adam.py", "step"),
+    "validation (Trainer.validate)": ("kdistill/training/loop.py", "validate"),
+    "checkpoint (Trainer._checkpoint)": ("kdistill/training/loop.py", "_checkpoint"),
 }
 
 

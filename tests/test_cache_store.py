@@ -16,12 +16,14 @@ from kdistill.cache import (
     CacheError,
     CacheIncompleteError,
     CacheMismatchError,
+    CacheStore,
     CompactOutputs,
     ReplayViews,
     build_cache,
     cache_info,
     open_cached_teacher,
 )
+from kdistill.cache import store as store_module
 from kdistill.cache.build import view_seed
 from kdistill.cache.compact import check_mode, encode
 from kdistill.cache.fingerprint import data_fingerprint
@@ -30,6 +32,7 @@ from kdistill.config import DataConfig, ModelConfig, RunConfig, TrainerConfig, t
 from kdistill.data import load_data
 from kdistill.errors import ConfigError
 from kdistill.models import build_model, save_weights
+from kdistill.runs import file_sha256
 from kdistill.tasks import ClassificationTask
 from kdistill.teachers import CachedTeacher, build_teacher
 
@@ -185,7 +188,8 @@ def test_partial_or_missing_store_is_refused(tmp_path):
         open_cached_teacher(tmp_path / "c", config, splits)
 
 
-def test_reading_memory_maps_only_the_shards_it_needs(tmp_path):
+def test_reading_memory_maps_only_the_shards_it_needs(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "IN_MEMORY_BYTES", 0)  # a store too large to read into memory
     config, splits, _ = make_run(tmp_path)
     build_cache(config, tmp_path / "c", shard_size=100)
     teacher = open_cached_teacher(tmp_path / "c", config, splits)
@@ -235,3 +239,26 @@ def test_cli_build_and_info(tmp_path):
     assert shown.exit_code == 0, shown.output
     assert "topk (k=2)" in shown.output and "3/3 shards (100%)" in shown.output
     assert "bytes per sample" in shown.output and "14" in shown.output
+
+
+def test_a_small_store_is_read_into_memory_once_and_serves_the_same_rows(tmp_path, monkeypatch):
+    config, splits, _ = make_run(tmp_path, augment_crop_padding=1)
+    build_cache(config, tmp_path / "c", views=2, shard_size=20)
+    hashed = []
+    monkeypatch.setattr(store_module, "file_sha256", lambda path: hashed.append(path.name) or file_sha256(path))
+    rows = torch.randperm(splits.train.inputs.shape[0] * 2, generator=torch.Generator().manual_seed(0)).numpy()
+    small = CacheStore.open(tmp_path / "c")
+    assert small.num_shards > 32  # more than the bound on open memory maps
+    in_memory = [small.read_rows(rows[i : i + 64]) for i in range(0, len(rows), 64)]
+    assert small._table is not None and small._open == {}
+    assert sorted(hashed) == sorted(f"shard-{s:05d}.npy" for s in range(small.num_shards))  # each shard once
+    monkeypatch.setattr(store_module, "IN_MEMORY_BYTES", 0)
+    hashed.clear()
+    large = CacheStore.open(tmp_path / "c")
+    mapped = [large.read_rows(rows[i : i + 64]) for i in range(0, len(rows), 64)]
+    assert large._table is None and len(large._open) == 32
+    assert len(hashed) == large.num_shards  # reopened shards (LRU evictions) are not hashed again
+    for one, other in zip(in_memory, mapped, strict=True):
+        assert one.dtype == other.dtype and one.tobytes() == other.tobytes()
+    with pytest.raises(CacheError, match="out of the cache's range"):
+        small.read_rows(np.array([len(rows)]))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from kdistill.cache.compact import CompactOutputs
@@ -15,36 +17,96 @@ from kdistill.cache.fingerprint import raw_input
 from kdistill.cache.manifest import check_run
 from kdistill.cache.store import CacheStore
 from kdistill.config import ModelConfig, RunConfig
-from kdistill.data.base import DataSplits
+from kdistill.data.base import DataSplits, TensorDataset
 from kdistill.methods.base import LOGITS
 from kdistill.outputs import ModelOutputs
 
 
 class ReplayViews(Dataset):
-    """The training set as the cache saw it: each item is one of its stored views, picked at random.
+    """The training set as the cache saw it: in each epoch every sample shows one of its stored views.
 
-    The view's augmentation parameters are read from the store and applied with ``RandomCropFlip.apply``, so the
-    student sees exactly the input the stored teacher outputs belong to; the item gets a ``view`` key for lookup.
-    The choice uses torch's global generator, which DataLoader seeds per worker (reproducible under a fixed seed).
+    Which view: ``epoch_views(epoch)[sample]``, drawn for the whole epoch at once from a generator seeded by (run
+    seed, epoch), so the choice does not depend on the batch order, the workers or where a resumed run starts. The
+    view's augmentation parameters are read from the store and applied, so the student sees exactly the input the
+    stored teacher outputs belong to; the item gets a ``view`` key for lookup.
+
+    ``__getitem__`` is the definition, item by item. The DataLoader calls ``__getitems__`` instead, which builds the
+    whole batch with a few tensor operations (one gather of the images, one pad, one indexing for every crop and
+    flip) and returns it collated: pass ``collate_fn=ReplayViews.collate_fn`` to the loader.
     """
 
-    def __init__(self, dataset: Dataset, store: CacheStore) -> None:
+    def __init__(self, dataset: Dataset, store: CacheStore, seed: int = 0) -> None:
         augment = getattr(dataset, "augment", None)
         if augment is None:
             raise CacheError("the cache stores augmented views but this training set has no augmentation to replay")
-        self.dataset, self.store, self.augment = dataset, store, augment
+        if not isinstance(dataset, TensorDataset):  # as ``build_cache`` requires: batches are gathered from .inputs
+            raise CacheError(f"cannot replay the augmentation of a {type(dataset).__name__}; only TensorDataset")
+        self.dataset, self.store, self.augment, self.seed = dataset, store, augment, seed
         # (rows, 3) int16: read once, so an item costs no store access (6 bytes per view; 1.3 MB for 55k x 4).
         self.params = torch.from_numpy(store.read_field("params").astype(np.int64))
+        # Shared memory: DataLoader workers (persistent ones too) see the epoch the trainer sets in the main process.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._drawn: tuple[int, torch.Tensor] | None = None  # (epoch, its views): drawn once per epoch and process
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each epoch's batches are requested."""
+        self._epoch.fill_(epoch)
+
+    def epoch_views(self, epoch: int) -> torch.Tensor:
+        """(N,) int64: the view every sample shows in ``epoch``."""
+        generator = torch.Generator().manual_seed(_views_seed(self.seed, epoch))
+        return torch.randint(self.store.views, (len(self),), generator=generator)
+
+    def _current_views(self) -> torch.Tensor:
+        epoch = int(self._epoch)
+        if self._drawn is None or self._drawn[0] != epoch:
+            self._drawn = (epoch, self.epoch_views(epoch))
+        return self._drawn[1]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        view = int(torch.randint(self.store.views, ()))
+        view = int(self._current_views()[index])
         params = self.params[index * self.store.views + view].tolist()
         image = self.augment.apply(raw_input(self.dataset, index), tuple(params))
         return {"input": image, "target": self.dataset.targets[index], "index": torch.tensor(index),
                 "view": torch.tensor(view)}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The collated batch of ``indices``: equal, value for value, to ``default_collate`` of the items."""
+        index = torch.tensor(indices, dtype=torch.int64)
+        view = self._current_views()[index]
+        params = self.params[index * self.store.views + view]  # (B, 3)
+        images = crop_flip_batch(self.dataset.inputs[index], params, self.augment.padding)
+        return {"input": images, "target": self.dataset.targets[index], "index": index, "view": view}
+
+    @staticmethod
+    def collate_fn(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``__getitems__`` already returns the collated batch."""
+        return batch
+
+
+def _views_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed per (run seed, epoch), the same on every process, worker and resume."""
+    digest = hashlib.sha256(f"{seed}:replayed-views:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def crop_flip_batch(images: torch.Tensor, params: torch.Tensor, padding: int) -> torch.Tensor:
+    """``RandomCropFlip(padding).apply`` on a batch (B, C, H, W) with per-image (dy, dx, flip) rows (B, 3), as one
+    pad and one indexing: pixel (y, x) of image b is padded[b, :, dy + y, dx + x], or dx + W - 1 - x when flipped
+    (the crop is flipped after cropping)."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images, [padding] * 4) if padding else images
+    dy, dx, flip = params.unbind(-1)
+    ys = torch.arange(height)
+    xs = torch.arange(width)
+    rows = dy[:, None] + ys  # (B, H)
+    cols = dx[:, None] + torch.where(flip[:, None].bool(), width - 1 - xs, xs)  # (B, W)
+    batch = torch.arange(len(images))[:, None, None, None]
+    channels = torch.arange(images.shape[1])[None, :, None, None]
+    return padded[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 class CachedTeacher:
@@ -56,8 +118,10 @@ class CachedTeacher:
     provides = frozenset({LOGITS})
     model = None
 
-    def __init__(self, store: CacheStore, reference: tuple[RunConfig, DataSplits] | None = None) -> None:
+    def __init__(self, store: CacheStore, reference: tuple[RunConfig, DataSplits] | None = None,
+                 seed: int = 0) -> None:
         self.store = store
+        self.seed = seed  # the run's: picks the replayed view of each sample in each epoch
         self.device = torch.device("cpu")
         self.reference = reference  # the run's (config, splits): to rebuild the teacher model for the final metrics
 
@@ -99,7 +163,7 @@ class CachedTeacher:
     def train_dataset(self, dataset: Dataset) -> Dataset:
         if len(dataset) != self.store.num_samples:
             raise CacheError(f"the training set has {len(dataset)} samples, the cache {self.store.num_samples}")
-        return ReplayViews(dataset, self.store) if self.store.manifest["augmented"] else dataset
+        return ReplayViews(dataset, self.store, self.seed) if self.store.manifest["augmented"] else dataset
 
     def close(self) -> None:
         self.store.close()
@@ -114,7 +178,7 @@ def open_cached_teacher(cache_dir: str | Path, config: RunConfig, splits: DataSp
             f"cache {str(cache_dir)!r} is partial ({done}/{total} shards); run `kdistill cache build` again with the "
             "same options to resume it")
     check_run(store.manifest, config, splits, cache_dir)
-    return CachedTeacher(store)
+    return CachedTeacher(store, seed=config.seed)
 
 
 def teacher_model_for_metrics(config: RunConfig, splits: DataSplits):

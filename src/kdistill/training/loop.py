@@ -138,7 +138,8 @@ class Trainer:
         sampler = ShardSampler(len(train_set), config.seed, fabric.global_rank, fabric.world_size)
         generator = torch.Generator()  # the loader's own: creating an epoch's iterator must not draw from torch's RNG
         train_loader = DataLoader(train_set, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-                                  generator=generator, persistent_workers=t.num_workers > 0)
+                                  generator=generator, persistent_workers=t.num_workers > 0,
+                                  collate_fn=getattr(train_set, "collate_fn", None))  # batch-level data sets
         if fabric.world_size > 1:  # every sample counted once, with the same number of batches on every process
             val_set = EvalShard(val_set, fabric.global_rank, fabric.world_size)
         val_loader = DataLoader(val_set, batch_size=t.eval_batch_size, shuffle=False, num_workers=t.num_workers,
@@ -163,6 +164,8 @@ class Trainer:
         if hasattr(self.batch_transform, "set_epoch") and not restored:
             self.batch_transform.set_epoch(epoch)
         run.sampler.start_epoch(epoch, skip=first_step * accumulate * config.trainer.batch_size)
+        if hasattr(run.train_loader.dataset, "set_epoch"):  # e.g. a cache's replayed views, drawn per epoch
+            run.train_loader.dataset.set_epoch(epoch)
         run.loader_generator.manual_seed(epoch_seed(config.seed, epoch))  # worker seeds: the same in a resumed run
         fabric.call("on_train_epoch_start", trainer=self, epoch=epoch + 1)
         run.wrapped.train()
