@@ -14,7 +14,7 @@ from kdistill.deploy.errors import DeployError
 from kdistill.deploy.export import Artefact, ExportJob, export_job, partial_path, publish
 from kdistill.deploy.formats import FORMATS
 from kdistill.deploy.quantize import check_int8_supported
-from kdistill.deploy.source import LoadedRun, TaskModule, build_teacher_of, load_run
+from kdistill.deploy.source import LoadedRun, build_teacher_of, load_run
 from kdistill.runs import write_json
 
 
@@ -94,7 +94,7 @@ def bench_chain(run: LoadedRun, pruned: LoadedRun | None, job: ExportJob, artefa
     rows = []
     bench_folder = folder / "bench-artefacts"
     if teacher is not None:
-        teacher_job = ExportJob(TaskModule(teacher, run.task, run.input_names).eval(), run.splits, run.input_names)
+        teacher_job = ExportJob.of_model(teacher, run)
         rows += bench_model("teacher", teacher_job, make_artefacts(teacher_job, [options.format], bench_folder,
                                                                    "teacher", options), options)
     if pruned is not None:  # the unpruned student too, so the table shows what pruning bought
