@@ -61,7 +61,7 @@ def test_deploy_with_qat_publishes_a_qdq_onnx(tiny_runs, monkeypatch, capsys):
     record = json.loads((folder / "deploy.json").read_text())
     int8 = [a for a in record["artefacts"] if a["int8"]]
     assert len(int8) == 1 and int8[0]["parity"]["top1_agreement"] >= 0.9
-    assert record["options"]["quantize_method"] == "qat"
+    assert record["options"]["quantize_method"] == "qat" and int8[0]["int8_method"] == "qat"
 
 
 @pytest.mark.slow
