@@ -2,13 +2,16 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/deploy_int8_recipes.py            # about 1 minute on 1 core
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/deploy_int8_recipes.py --prune 0.5  # the pruned student (+ KD)
+    ... deploy_int8_recipes.py --reuse --prune 0.5 --qat-epochs 1   # also QAT: its ONNX vs the converted graph
 
 Trains the benchmark's student architecture (configs/fashion_mnist_kd.yaml's ``cnn`` width 16, depth 1) alone
 on a slice of the training split (--train-fraction, --epochs), optionally prunes --prune of its parameters
 (Torch-Pruning, then --prune-epochs of KD from the unpruned student, as ``kdistill deploy --prune``), exports
 it, then quantizes it with ONNX Runtime static QDQ per-channel under each recipe: calibration samples,
 calibration method (minmax, percentile, entropy) and which layers stay fp32. For each: top-1 agreement and mean
-cosine with the float student on --parity-samples validation images, and test accuracy.
+cosine with the float student on --parity-samples validation images, and test accuracy. With --qat-epochs, also
+QAT + KD (``qat_distill``, teacher: the unpruned student) exported as QDQ ONNX (<output-dir>/qat.int8.onnx) and
+compared with the converted PyTorch int8 graph, with ONNX Runtime's graph optimisations on and off.
 Results: <output-dir>/int8_recipes.json (and printed).
 """
 
@@ -74,6 +77,34 @@ def measure(job: ExportJob, float_onnx: Path, recipe: tuple, args) -> dict:
             "max_abs_diff": parity.max_abs_diff, "test_accuracy": accuracy, "quantize_s": seconds}
 
 
+def qat_parity(job: ExportJob, student_dir: Path, out: Path, args) -> dict:
+    """QAT int8 ONNX vs the converted PyTorch graph it was exported from, ORT optimisations on and off."""
+    import onnxruntime as ort
+    import torch
+
+    from kdistill.deploy.formats import FORMATS
+    from kdistill.deploy.qat import qat_distill
+
+    student = load_run(student_dir)
+    options = DeployConfig(qat_epochs=args.qat_epochs)
+    quantized = qat_distill(job.module, student.student, job.splits, student.config.distill, options, 128)
+    path = out / "qat.int8.onnx"
+    FORMATS.get("onnx")().export(quantized, job.example(), job.input_names, path)
+    result = {}
+    for level in ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL"):
+        settings = ort.SessionOptions()
+        settings.intra_op_num_threads = 1
+        settings.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
+
+        def runner(tensors, session=session):
+            return torch.from_numpy(session.run(None, {"input": tensors[0].numpy()})[0])
+
+        report = compare_outputs(quantized, runner, eval_split(job.splits), job.input_names, 512, path.name, True)
+        result[level] = {"top1_agreement": report.top1_agreement, "max_abs_diff": report.max_abs_diff}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="runs/bench-int8-recipes")
@@ -82,6 +113,7 @@ def main() -> None:
     parser.add_argument("--parity-samples", type=int, default=2000)
     parser.add_argument("--prune", type=float, default=None, help="share of parameters to prune first")
     parser.add_argument("--prune-epochs", type=int, default=1)
+    parser.add_argument("--qat-epochs", type=int, default=0, help="also QAT for this many epochs (0: no QAT)")
     parser.add_argument("--reuse", action="store_true", help="keep the trained student")
     args = parser.parse_args()
     out = Path(args.output_dir)
@@ -95,6 +127,9 @@ def main() -> None:
         rows.append(measure(job, float_onnx, recipe, args))
         print(json.dumps(rows[-1]), flush=True)
     result = {"args": vars(args), "float_test_accuracy": float_accuracy, "rows": rows}
+    if args.qat_epochs:
+        result["qat_onnx_vs_converted_graph"] = qat_parity(job, student_dir, out, args)
+        print(json.dumps(result["qat_onnx_vs_converted_graph"]))
     (out / "int8_recipes.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"float test accuracy {100 * float_accuracy:.2f}%")
     print("| calibration | samples | fp32 layers | top-1 agreement | mean cosine | test acc |")

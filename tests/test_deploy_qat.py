@@ -68,7 +68,7 @@ def test_deploy_with_qat_publishes_a_qdq_onnx(tiny_runs, monkeypatch, capsys):
 def test_qat_onnx_computes_what_the_converted_int8_graph_computes(tiny_runs):
     """ONNX Runtime's fused int8 kernels vs the converted graph's float emulation of the same quantize/dequantize
     steps: they round intermediate results differently, so the logits differ by a few output steps, no more.
-    (The 2.75 once published was not reproducible here; see docs/deploy.md, "QAT parity".)"""
+    (The 2.75 once published was not reproduced; see docs/deploy.md, "int8 parity".)"""
     from kdistill.deploy.formats import FORMATS
     from kdistill.deploy.parity import compare_outputs
     from kdistill.deploy.source import eval_split
