@@ -8,6 +8,7 @@ import pytest
 
 from cli_helpers import run_main
 from deploy_helpers import make_tiny_runs
+from kdistill.deploy.bench import INT8_CPU_FLAGS
 from kdistill.deploy.measure import peak_memory_during
 
 FIELDS = {"model", "format", "artefact", "parameters", "flops", "size_bytes", "peak_memory_bytes", "latency_ms",
@@ -41,6 +42,7 @@ def test_bench_measures_teacher_and_student_in_each_format(tiny_runs, tmp_path, 
                                                                         ["test_accuracy"], abs=0.01)
     env = table["environment"]
     assert env["threads"] == 1 and env["versions"]["torch"] and env["versions"]["onnxruntime"] and env["machine"]
+    assert env["int8_cpu_flags"] is None or set(env["int8_cpu_flags"]) <= set(INT8_CPU_FLAGS)  # None: no cpuinfo
     assert "samples/s" in out and "teacher" in out
     assert "1 thread(s) per runtime" in (tmp_path / "bench.md").read_text()
 

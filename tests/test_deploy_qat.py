@@ -61,4 +61,25 @@ def test_deploy_with_qat_publishes_a_qdq_onnx(tiny_runs, monkeypatch, capsys):
     record = json.loads((folder / "deploy.json").read_text())
     int8 = [a for a in record["artefacts"] if a["int8"]]
     assert len(int8) == 1 and int8[0]["parity"]["top1_agreement"] >= 0.9
-    assert record["options"]["quantize_method"] == "qat"
+    assert record["options"]["quantize_method"] == "qat" and int8[0]["int8_method"] == "qat"
+
+
+@pytest.mark.slow
+def test_qat_onnx_computes_what_the_converted_int8_graph_computes(tiny_runs):
+    """ONNX Runtime's fused int8 kernels vs the converted graph's float emulation of the same quantize/dequantize
+    steps: they round intermediate results differently, so the logits differ by a few output steps, no more.
+    (The 2.75 once published was not reproduced; see docs/deploy.md, "int8 parity".)"""
+    from kdistill.deploy.formats import FORMATS
+    from kdistill.deploy.parity import compare_outputs
+    from kdistill.deploy.source import eval_split
+
+    run = load_run(tiny_runs.student)
+    job = ExportJob.of_run(run)
+    quantized = qat_distill(job.module, build_teacher_of(run.config, run.splits), run.splits, run.config.distill,
+                            DeployConfig(qat_epochs=1), 32)
+    path = tiny_runs.student / "qat-parity.onnx"
+    FORMATS.get("onnx")().export(quantized, job.example(), job.input_names, path)
+    report = compare_outputs(quantized, FORMATS.get("onnx")().load(path, 1), eval_split(run.splits),
+                             job.input_names, 512, path.name, int8=True)
+    assert report.max_abs_diff < 0.1 and report.top1_agreement >= 0.99
+    assert report.max_abs_diff > 0  # two different int8 implementations: not bit-identical

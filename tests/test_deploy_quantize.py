@@ -14,7 +14,7 @@ from kdistill.deploy.errors import QuantizeError
 from kdistill.deploy.export import ExportJob, export_job
 from kdistill.deploy.formats import FORMATS
 from kdistill.deploy.measure import runner_accuracy
-from kdistill.deploy.quantize import check_int8_supported
+from kdistill.deploy.quantize import StaticRecipe, check_int8_supported
 from kdistill.deploy.source import load_run
 
 OPTIONS = DeployConfig(parity_samples=128, calibration_samples=64)
@@ -67,5 +67,38 @@ def test_int8_on_a_format_without_int8_is_one_error_line(tiny_runs, monkeypatch,
 
 
 def test_int8_on_a_task_without_int8_is_refused():
-    with pytest.raises(QuantizeError, match="int8 is not supported for task 'causal-lm'"):
+    with pytest.raises(QuantizeError, match=r"int8 \(dynamic\) is not supported for task .causal-lm."):
         check_int8_supported("causal-lm", "onnx", "dynamic")
+
+
+def weight_of_first_and_last_layer(model: onnx.ModelProto) -> list[int]:
+    """Data types of the weights feeding the first and last Conv/Gemm (through a DequantizeLinear if int8)."""
+    initializers = {t.name: t.data_type for t in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    layers = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    types = []
+    for layer in (layers[0], layers[-1]):
+        weight = layer.input[1]
+        source = producers.get(weight)
+        types.append(initializers[source.input[0]] if source is not None else initializers[weight])
+    return types
+
+
+def test_static_int8_can_keep_the_first_and_last_layer_in_float(float_onnx, tmp_path):
+    job, float_artefact = float_onnx
+    recipes = {"all": StaticRecipe(), "ends": StaticRecipe("percentile", ("first", "last"))}
+    models = {}
+    for name, recipe in recipes.items():
+        artefact = ptq_artefact(job, float_artefact.path, tmp_path / f"{name}.onnx", "static", OPTIONS, recipe)
+        assert artefact.parity.top1_agreement >= OPTIONS.int8_min_agreement
+        models[name] = onnx.load(str(artefact.path))
+    assert weight_of_first_and_last_layer(models["all"]) == [TensorProto.INT8, TensorProto.INT8]
+    assert weight_of_first_and_last_layer(models["ends"]) == [TensorProto.FLOAT, TensorProto.FLOAT]
+    assert len(int8_initializers(models["ends"])) < len(int8_initializers(models["all"]))
+
+
+def test_an_unknown_static_recipe_is_refused():
+    with pytest.raises(QuantizeError, match="unknown calibration method 'kl'"):
+        StaticRecipe("kl")
+    with pytest.raises(QuantizeError, match=r"keep_float takes first and/or last, not \['middle'\]"):
+        StaticRecipe(keep_float=("middle",))

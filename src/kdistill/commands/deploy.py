@@ -44,7 +44,8 @@ def export(
 
 def bench(
     runs: Annotated[list[Path], typer.Argument(help="finished run folders")],
-    formats: Annotated[str, Opt(help="comma-separated: pytorch, onnx, onnx-int8, pt2, pte")] = "pytorch,onnx",
+    formats: Annotated[str, Opt(help="comma-separated: pytorch, onnx, onnx-int8 (static), onnx-int8-dynamic, pt2, "
+                                     "pte")] = "pytorch,onnx",
     teacher: TeacherOpt = None,
     no_teacher: Annotated[bool, Opt("--no-teacher", help="skip the teacher rows")] = False,
     threads: ThreadsOpt = None,
@@ -70,7 +71,7 @@ def deploy(
     prune_steps: Annotated[int | None, Opt(help="iterative pruning steps")] = None,
     prune_epochs: Annotated[int | None, Opt(help="distillation epochs after each pruning step")] = None,
     quantize: Annotated[str | None, Opt(help="none | int8")] = None,
-    method: Annotated[str | None, Opt(help="int8: static | dynamic | qat")] = None,
+    method: Annotated[str | None, Opt(help="int8: static | dynamic (also embedding students) | qat")] = None,
     format: Annotated[str | None, Opt(help="onnx | pt2 | pte")] = None,
     teacher: TeacherOpt = None,
     threads: ThreadsOpt = None,

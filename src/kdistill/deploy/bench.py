@@ -25,12 +25,16 @@ from kdistill.deploy.measure import (
     runner_accuracy,
     time_runner,
 )
-from kdistill.deploy.quantize import check_int8_supported, quantize_onnx
+from kdistill.deploy.quantize import StaticRecipe, check_int8_supported, quantize_onnx
 from kdistill.evaluate import size_on_disk
 from kdistill.models.base import count_parameters
 
-BENCH_FORMATS = ("pytorch", "onnx", "onnx-int8", "pt2", "pte")  # onnx-int8: static QDQ per-channel PTQ
+BENCH_FORMATS = ("pytorch", "onnx", "onnx-int8", "onnx-int8-dynamic", "pt2", "pte")
+INT8_LABELS = {"onnx-int8": "static", "onnx-int8-dynamic": "dynamic"}  # ONNX Runtime PTQ of the float onnx
 LIBRARIES = ("torch", "onnxruntime", "onnx", "torchao", "torch-pruning", "executorch")
+# int8 kernels differ by instruction set: without VNNI, ONNX Runtime's u8 x s8 kernels (VPMADDUBSW) add pairs of
+# products in 16 bits and can saturate, so int8 figures are only comparable between machines with the same flags.
+INT8_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
 @dataclass
@@ -51,7 +55,7 @@ def environment(threads: int) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"machine": cpu_name(), "cores": _cores(), "threads": threads,
+    return {"machine": cpu_name(), "cores": _cores(), "threads": threads, "int8_cpu_flags": int8_cpu_flags(),
             "python": platform.python_version(), "versions": versions}
 
 
@@ -59,6 +63,18 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def int8_cpu_flags() -> list[str] | None:
+    """Which of ``INT8_CPU_FLAGS`` the CPU has (Linux /proc/cpuinfo; None elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return None
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return [flag for flag in INT8_CPU_FLAGS if flag in flags]
+    return None
 
 
 def cpu_name() -> str:
@@ -80,7 +96,7 @@ def measure_artefact(model_name: str, format_label: str, runner, module: nn.Modu
            "parameters": count_parameters(module), "flops": flops_per_sample(module, one), "size_bytes": size_bytes,
            "peak_memory_bytes": peak_memory_during(lambda: runner(big))}
     row.update(time_runner(runner, one, big, options.latency_runs, options.warmup_runs))
-    classification = not job.embedding and job.input_names == ("input",)
+    classification = job.task_name == "classification"
     row["test_accuracy"] = runner_accuracy(runner, job.splits.test, job.input_names) if classification else None
     row["threads"] = options.threads
     return row
@@ -88,17 +104,19 @@ def measure_artefact(model_name: str, format_label: str, runner, module: nn.Modu
 
 def make_artefacts(job: ExportJob, formats: list[str], folder: Path, stem: str, options: DeployConfig
                    ) -> list[Artefact]:
-    """Export ``job`` in each file format of ``formats`` (parity-checked); onnx-int8 is static PTQ of the onnx."""
+    """Export ``job`` in each file format of ``formats`` (parity-checked); onnx-int8 (static) and
+    onnx-int8-dynamic are ONNX Runtime PTQ of the float onnx."""
     artefacts: list[Artefact] = []
     float_onnx = None
     for label in formats:
         if label == "pytorch":
             continue
-        if label == "onnx-int8":
-            check_int8_supported("classification" if job.input_names == ("input",) else "causal-lm", "onnx",
-                                 "static")
+        if label in INT8_LABELS:
+            method = INT8_LABELS[label]
+            check_int8_supported(job.task_name, "onnx", method)
             float_onnx = float_onnx or export_job(job, "onnx", folder / f"{stem}.onnx", options).path
-            artefacts.append(ptq_artefact(job, float_onnx, folder / f"{stem}.int8.onnx", "static", options))
+            suffix = ".int8.onnx" if method == "static" else f".int8-{method}.onnx"
+            artefacts.append(ptq_artefact(job, float_onnx, folder / f"{stem}{suffix}", method, options))
             continue
         artefact = export_job(job, label, folder / f"{stem}{FORMATS.get(label).suffix}", options)
         float_onnx = artefact.path if label == "onnx" else float_onnx
@@ -106,15 +124,21 @@ def make_artefacts(job: ExportJob, formats: list[str], folder: Path, stem: str, 
     return artefacts
 
 
-def ptq_artefact(job: ExportJob, float_onnx: Path, path: Path, method: str, options: DeployConfig) -> Artefact:
+def ptq_artefact(job: ExportJob, float_onnx: Path, path: Path, method: str, options: DeployConfig,
+                 recipe: StaticRecipe = StaticRecipe()) -> Artefact:
     """int8 ONNX from ``float_onnx`` (ONNX Runtime PTQ), parity-checked against the float PyTorch module."""
     written = partial_path(path)
-    quantize_onnx(float_onnx, written, method, job.splits.train, job.input_names, options.calibration_samples)
-    return publish(job, written, path, "onnx", options, int8=True)
+    quantize_onnx(float_onnx, written, method, job.splits.train, job.input_names, options.calibration_samples,
+                  recipe)
+    artefact = publish(job, written, path, "onnx", options, int8=True)
+    artefact.int8_method = method
+    return artefact
 
 
 def format_label(artefact: Artefact) -> str:
-    return f"{artefact.format}-int8" if artefact.int8 else artefact.format
+    if not artefact.int8:
+        return artefact.format
+    return f"{artefact.format}-int8" + ("-dynamic" if artefact.int8_method == "dynamic" else "")
 
 
 def bench_model(model_name: str, job: ExportJob, artefacts: list[Artefact], options: DeployConfig,
@@ -152,11 +176,8 @@ def bench_runs(run_dirs: list[str | Path], formats: list[str], teacher_run: str 
     options = options or runs[0].config.deploy
     models: list[tuple[str, ExportJob]] = []
     if with_teacher and (teacher_run is not None or runs[0].config.teacher is not None):
-        from kdistill.deploy.source import TaskModule
-
         teacher = build_teacher_of(runs[0].config, runs[0].splits, teacher_run)
-        models.append(("teacher", ExportJob(TaskModule(teacher, runs[0].task, runs[0].input_names).eval(),
-                                            runs[0].splits, runs[0].input_names)))
+        models.append(("teacher", ExportJob.of_model(teacher, runs[0])))
     models += [(run.name, ExportJob.of_run(run)) for run in runs]
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -14,7 +14,7 @@ from kdistill.deploy.errors import DeployError
 from kdistill.deploy.export import Artefact, ExportJob, export_job, partial_path, publish
 from kdistill.deploy.formats import FORMATS
 from kdistill.deploy.quantize import check_int8_supported
-from kdistill.deploy.source import LoadedRun, TaskModule, build_teacher_of, load_run
+from kdistill.deploy.source import LoadedRun, build_teacher_of, load_run
 from kdistill.runs import write_json
 
 
@@ -50,7 +50,9 @@ def int8_artefact(job: ExportJob, float_artefact: Artefact, run: LoadedRun, teac
     written = partial_path(path)
     FORMATS.get(options.format)().export(quantized, job.example(), job.input_names, written)
     # Reference: the converted int8 graph in PyTorch, so parity checks the exporter, not what QAT changed.
-    return publish(job, written, path, options.format, options, reference=quantized, int8=True)
+    artefact = publish(job, written, path, options.format, options, reference=quantized, int8=True)
+    artefact.int8_method = "qat"
+    return artefact
 
 
 def deploy_run(run_dir: str | Path, options: DeployConfig | None = None, teacher_run: str | Path | None = None
@@ -81,6 +83,7 @@ def deploy_run(run_dir: str | Path, options: DeployConfig | None = None, teacher
     result = DeployResult(folder, artefacts, table, steps[-1].run_dir if steps else None,
                           [vars(s) | {"run_dir": str(s.run_dir)} for s in steps])
     write_json(folder / "deploy.json", {"artefacts": [{"path": str(a.path), "format": a.format, "int8": a.int8,
+                                                       "int8_method": a.int8_method,
                                                        "parity": a.parity.as_dict()} for a in artefacts],
                                         "prune_steps": result.prune_steps, "options": options.model_dump()})
     return result
@@ -94,7 +97,7 @@ def bench_chain(run: LoadedRun, pruned: LoadedRun | None, job: ExportJob, artefa
     rows = []
     bench_folder = folder / "bench-artefacts"
     if teacher is not None:
-        teacher_job = ExportJob(TaskModule(teacher, run.task, run.input_names).eval(), run.splits, run.input_names)
+        teacher_job = ExportJob.of_model(teacher, run)
         rows += bench_model("teacher", teacher_job, make_artefacts(teacher_job, [options.format], bench_folder,
                                                                    "teacher", options), options)
     if pruned is not None:  # the unpruned student too, so the table shows what pruning bought

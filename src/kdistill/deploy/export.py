@@ -23,6 +23,7 @@ class Artefact:
     format: str
     int8: bool
     parity: ParityReport
+    int8_method: str | None = None  # static | dynamic | qat, for int8 artefacts
 
 
 @dataclass
@@ -32,12 +33,21 @@ class ExportJob:
     module: nn.Module
     splits: DataSplits
     input_names: tuple[str, ...]
-    embedding: bool = False  # embedding models: int8 parity is judged by cosine, not top-1
+    task_name: str = "classification"
+
+    @property
+    def embedding(self) -> bool:
+        """Embedding models: int8 parity is judged by cosine, not top-1."""
+        return self.task_name == "embedding"
 
     @classmethod
     def of_run(cls, run: LoadedRun) -> ExportJob:
-        module = TaskModule(run.student, run.task, run.input_names).eval()
-        return cls(module, run.splits, run.input_names, embedding=run.task.parity_by == "cosine")
+        return cls.of_model(run.student, run)
+
+    @classmethod
+    def of_model(cls, model: nn.Module, run: LoadedRun) -> ExportJob:
+        """Any model of ``run``'s task and data (its student, its teacher) as an export job."""
+        return cls(TaskModule(model, run.task, run.input_names).eval(), run.splits, run.input_names, run.task.name)
 
     def example(self):
         batch = example_batch(self.splits)

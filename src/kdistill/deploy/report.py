@@ -26,7 +26,9 @@ def caption(table: BenchTable) -> str:
     env = table.environment
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
     batch = table.rows[0]["throughput_batch"] if table.rows else "-"
-    return (f"{env['machine']} ({env['cores']} cores), {env['threads']} thread(s) per runtime; {versions}. "
+    flags = env.get("int8_cpu_flags")  # absent from tables saved before it was recorded
+    isa = f" ({', '.join(flags) or 'no AVX2/VNNI'})" if flags is not None else ""
+    return (f"{env['machine']}{isa} ({env['cores']} cores), {env['threads']} thread(s) per runtime; {versions}. "
             f"Latency: batch 1 after warm-up; throughput at batch {batch}; peak memory: rise of peak RSS during a "
             f"batch-{batch} forward; FLOPs per sample (torch.utils.flop_counter).")
 
