@@ -17,6 +17,7 @@ from kdistill.data import load_data
 from kdistill.data.transfer import HIDDEN_TARGET, label_counts, masked_task_loss, training_items
 from kdistill.errors import ConfigError, DataError
 from kdistill.models import build_model, save_weights
+from kdistill.tasks import ClassificationTask
 
 
 def test_labeled_fraction_is_stratified_seeded_and_hides_the_rest() -> None:
@@ -188,3 +189,13 @@ def test_cache_serves_the_transfer_set(tmp_path, teacher) -> None:
     logits = torch.randn(64, 10)
     reference = F.cross_entropy(logits[labeled], batch["target"][labeled])
     torch.testing.assert_close(masked_task_loss(logits, batch), reference)
+
+
+def test_training_accuracy_is_over_the_labelled_items_only(tmp_path, teacher) -> None:
+    # 10% labelled: counted over every item, the accuracy could never pass 0.1 (hidden targets are never hits).
+    options = ["teacher.name=cnn", "teacher.kwargs={width: 8}", f"teacher.weights={teacher}", "trainer.epochs=3",
+               "optim.lr=0.01"]
+    record = api.distill(_config(tmp_path, "kd", options)).history[-1]
+    assert 0.5 < record["train_accuracy"] <= 1.0
+    batch = {"target": torch.tensor([3, HIDDEN_TARGET, 1, HIDDEN_TARGET])}
+    assert ClassificationTask().scored(batch, 4) == 2

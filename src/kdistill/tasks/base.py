@@ -63,6 +63,10 @@ class Task:
         """
         return float(len(micro_batches))
 
+    def scored(self, batch: dict[str, torch.Tensor], count: int) -> int:
+        """How many of the ``count`` predictions of ``correct`` have a label (training accuracy is over these)."""
+        return count
+
     def log_scale(self, batch: dict[str, torch.Tensor], count: int) -> float:
         """Factor turning this micro-batch's loss into its own per-prediction mean, for logging."""
         return 1.0

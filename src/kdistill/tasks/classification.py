@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from kdistill.data.transfer import masked_task_loss
+from kdistill.data.transfer import HIDDEN_TARGET, masked_task_loss
 from kdistill.models.base import logits_of
 from kdistill.tasks.base import Task
 
@@ -26,7 +26,10 @@ class ClassificationTask(Task):
         return masked_task_loss(logits, batch)  # transfer sets: labelled items only; mixup: the mixed labels
 
     def correct(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        return (logits.argmax(-1) == batch["target"]).sum(), int(batch["target"].numel())
+        return (logits.argmax(-1) == batch["target"]).sum(), int(batch["target"].numel())  # hidden -1: never a hit
+
+    def scored(self, batch: dict[str, torch.Tensor], count: int) -> int:
+        return int((batch["target"] != HIDDEN_TARGET).sum())  # a transfer set's unlabelled items have no answer
 
     def agreement(self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: dict[str, torch.Tensor]
                   ) -> tuple[torch.Tensor, int]:

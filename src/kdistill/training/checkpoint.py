@@ -39,9 +39,10 @@ class EpochTotals:
 
     sums: dict[str, float] = field(default_factory=dict)
     correct: float = 0.0
-    seen: int = 0
+    seen: int = 0  # predictions (items, or tokens): what the loss means are over
     skipped_steps: int = 0
     elapsed_s: float = 0.0
+    scored: int = 0  # predictions with a label: what accuracy is over (fewer than seen on a transfer set)
 
 
 @dataclass

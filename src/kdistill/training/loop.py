@@ -198,12 +198,13 @@ class Trainer:
             totals.skipped_steps += 1
         for key, value, count in records or []:
             if key == "correct":
-                totals.correct, totals.seen = totals.correct + value, totals.seen + count
+                totals.correct, totals.scored = totals.correct + value, totals.scored + count
             else:
+                totals.seen += count if key == "loss" else 0
                 totals.sums[key] = totals.sums.get(key, 0.0) + value * count
         loss = totals.sums.get("loss", float("nan")) / max(totals.seen, 1)
         assert run.display is not None
-        run.display.advance(loss=loss, acc=totals.correct / max(totals.seen, 1))
+        run.display.advance(loss=loss, acc=totals.correct / max(totals.scored, 1))
         self.fabric.call("on_train_batch_end", trainer=self, epoch=epoch + 1, step=step,
                          global_step=epoch * run.steps_per_epoch + step, loss=loss, records=records or [],
                          skipped=records is None)
@@ -232,7 +233,8 @@ class Trainer:
                 fabric.backward(loss / divisor)
             hits, count = self.task.correct(logits.detach(), batch)
             scale = self.task.log_scale(batch, count)
-            records.append(("correct", float(hits), count))  # a count, or a sum of scores (embedding: cosines)
+            # a count, or a sum of scores (embedding: cosines), over the labelled predictions only
+            records.append(("correct", float(hits), self.task.scored(batch, count)))
             records += [(key, float(value.detach()) * scale, count) for key, value in named.items()]
         bad_gradients = nonfinite_parameters(wrapped, gradients=True)
         if self._any_process(bad_loss is not None or bool(bad_gradients)):
@@ -309,7 +311,7 @@ class Trainer:
         record = {
             "epoch": epoch + 1,
             "lr": run.scheduler.get_last_lr()[0],
-            "train_accuracy": totals.correct / seen,
+            "train_accuracy": totals.correct / max(totals.scored, 1),
             **{f"train_{k}": v / seen for k, v in totals.sums.items()},
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
@@ -339,11 +341,11 @@ class Trainer:
         if self.fabric.world_size == 1:
             return totals
         keys = sorted(totals.sums)
-        local = torch.tensor([totals.correct, totals.seen, *(totals.sums[k] for k in keys)], dtype=torch.float64,
-                             device=self.fabric.device)
+        local = torch.tensor([totals.correct, totals.seen, totals.scored, *(totals.sums[k] for k in keys)],
+                             dtype=torch.float64, device=self.fabric.device)
         summed = self.fabric.all_reduce(local, reduce_op="sum").tolist()
-        return EpochTotals(dict(zip(keys, summed[2:], strict=True)), summed[0], int(summed[1]), totals.skipped_steps,
-                           totals.elapsed_s)
+        return EpochTotals(dict(zip(keys, summed[3:], strict=True)), summed[0], int(summed[1]), totals.skipped_steps,
+                           totals.elapsed_s, int(summed[2]))
 
     def _maybe_checkpoint(self, run: _Run, epoch: int, step: int, totals: EpochTotals) -> None:
         every = self.config.trainer.checkpoint_every_steps
