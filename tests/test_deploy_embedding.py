@@ -38,7 +38,7 @@ def job(tmp_path_factory) -> ExportJob:
     model = build_model(ModelConfig(name="tiny-bert", kwargs={"hidden": 32, "n_layer": 2, "heads": 2,
                                                               "embed_dim": 24}), splits.input_shape,
                         splits.num_classes)
-    return ExportJob(TaskModule(model, EmbeddingTask(), NAMES).eval(), splits, NAMES, "embedding")
+    return ExportJob(TaskModule(model, EmbeddingTask(), NAMES).eval(), splits, NAMES, EmbeddingTask())
 
 
 @pytest.fixture(scope="module")

@@ -96,8 +96,8 @@ def measure_artefact(model_name: str, format_label: str, runner, module: nn.Modu
            "parameters": count_parameters(module), "flops": flops_per_sample(module, one), "size_bytes": size_bytes,
            "peak_memory_bytes": peak_memory_during(lambda: runner(big))}
     row.update(time_runner(runner, one, big, options.latency_runs, options.warmup_runs))
-    classification = job.task_name == "classification"
-    row["test_accuracy"] = runner_accuracy(runner, job.splits.test, job.input_names) if classification else None
+    scored = job.task.class_accuracy  # a bare runner's top-1 on the test split means something for classes only
+    row["test_accuracy"] = runner_accuracy(runner, job.splits.test, job.input_names) if scored else None
     row["threads"] = options.threads
     return row
 
@@ -113,7 +113,7 @@ def make_artefacts(job: ExportJob, formats: list[str], folder: Path, stem: str, 
             continue
         if label in INT8_LABELS:
             method = INT8_LABELS[label]
-            check_int8_supported(job.task_name, "onnx", method)
+            check_int8_supported(job.task.name, "onnx", method)
             float_onnx = float_onnx or export_job(job, "onnx", folder / f"{stem}.onnx", options).path
             suffix = ".int8.onnx" if method == "static" else f".int8-{method}.onnx"
             artefacts.append(ptq_artefact(job, float_onnx, folder / f"{stem}{suffix}", method, options))

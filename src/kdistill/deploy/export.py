@@ -13,6 +13,7 @@ from kdistill.data.base import DataSplits
 from kdistill.deploy.formats import FORMATS
 from kdistill.deploy.parity import ParityReport, check_parity, compare_outputs
 from kdistill.deploy.source import LoadedRun, TaskModule, eval_split, example_batch
+from kdistill.tasks.base import Task
 
 
 @dataclass
@@ -33,12 +34,12 @@ class ExportJob:
     module: nn.Module
     splits: DataSplits
     input_names: tuple[str, ...]
-    task_name: str = "classification"
+    task: Task
 
     @property
     def embedding(self) -> bool:
         """Embedding models: int8 parity is judged by cosine, not top-1."""
-        return self.task_name == "embedding"
+        return self.task.parity_by == "cosine"
 
     @classmethod
     def of_run(cls, run: LoadedRun) -> ExportJob:
@@ -47,7 +48,7 @@ class ExportJob:
     @classmethod
     def of_model(cls, model: nn.Module, run: LoadedRun) -> ExportJob:
         """Any model of ``run``'s task and data (its student, its teacher) as an export job."""
-        return cls(TaskModule(model, run.task, run.input_names).eval(), run.splits, run.input_names, run.task.name)
+        return cls(TaskModule(model, run.task, run.input_names).eval(), run.splits, run.input_names, run.task)
 
     def example(self):
         batch = example_batch(self.splits)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 class Task:
     name: ClassVar[str] = ""
+    class_accuracy: ClassVar[bool] = False  # a model's top-1 on the test split is this task's accuracy (deploy bench)
     parity_by: ClassVar[str] = "top1"  # how an exported model is compared with PyTorch: top-1 or cosine
     # Batch keys the model reads (``example_batch`` holds exactly these).
     input_keys: ClassVar[tuple[str, ...]] = ("input",)

@@ -15,6 +15,7 @@ from kdistill.tasks.base import Task
 
 class ClassificationTask(Task):
     name = "classification"
+    class_accuracy = True
     result_columns: ClassVar[tuple[str, ...]] = (
         "test_accuracy", "test_accuracy_best", "test_agreement", "test_ece", "teacher_test_accuracy",
     )
