@@ -99,7 +99,10 @@ def test_keyboard_interrupt_and_an_exit_code_of_the_error_are_honoured(monkeypat
 
 # A real process and a real signal: a command that waits, registered by the test (not shipped).
 WAITING_COMMAND = """
-import sys, time
+import signal, sys, time
+# A background job of a non-interactive shell (`make test &`, CI runners) inherits SIGINT ignored, and Python then
+# installs no KeyboardInterrupt handler; Ctrl-C at a terminal always has it. Restore it, as a terminal would.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from kdistill import cli
 
 @cli.app.command("wait-for-signal")
