@@ -93,4 +93,4 @@ def test_bench_measures_an_embedding_model_in_fp32_and_dynamic_int8(job, tmp_pat
 
 def test_static_int8_of_an_embedding_model_names_the_method_that_works():
     with pytest.raises(QuantizeError, match=r"int8 \(static\) is not supported for task 'embedding'.*--method dynamic"):
-        check_int8_supported("embedding", "onnx", "static")
+        check_int8_supported(EmbeddingTask(), "onnx", "static")

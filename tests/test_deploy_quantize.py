@@ -16,6 +16,7 @@ from kdistill.deploy.formats import FORMATS
 from kdistill.deploy.measure import runner_accuracy
 from kdistill.deploy.quantize import StaticRecipe, check_int8_supported
 from kdistill.deploy.source import load_run
+from kdistill.tasks import CausalLMTask
 
 OPTIONS = DeployConfig(parity_samples=128, calibration_samples=64)
 
@@ -68,7 +69,7 @@ def test_int8_on_a_format_without_int8_is_one_error_line(tiny_runs, monkeypatch,
 
 def test_int8_on_a_task_without_int8_is_refused():
     with pytest.raises(QuantizeError, match=r"int8 \(dynamic\) is not supported for task .causal-lm."):
-        check_int8_supported("causal-lm", "onnx", "dynamic")
+        check_int8_supported(CausalLMTask(), "onnx", "dynamic")
 
 
 def weight_of_first_and_last_layer(model: onnx.ModelProto) -> list[int]:

@@ -113,7 +113,7 @@ def make_artefacts(job: ExportJob, formats: list[str], folder: Path, stem: str, 
             continue
         if label in INT8_LABELS:
             method = INT8_LABELS[label]
-            check_int8_supported(job.task.name, "onnx", method)
+            check_int8_supported(job.task, "onnx", method)
             float_onnx = float_onnx or export_job(job, "onnx", folder / f"{stem}.onnx", options).path
             suffix = ".int8.onnx" if method == "static" else f".int8-{method}.onnx"
             artefacts.append(ptq_artefact(job, float_onnx, folder / f"{stem}{suffix}", method, options))

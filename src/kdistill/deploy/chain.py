@@ -30,7 +30,7 @@ class DeployResult:
 def check_options(run: LoadedRun, options: DeployConfig, teacher_run: str | Path | None) -> None:
     FORMATS.get(options.format)
     if options.quantize == "int8":
-        check_int8_supported(run.task.name, options.format, options.quantize_method)
+        check_int8_supported(run.task, options.format, options.quantize_method)
     needs_teacher = options.prune is not None or (options.quantize == "int8" and options.quantize_method == "qat")
     if needs_teacher and teacher_run is None and run.config.teacher is None:
         raise DeployError(f"pruning and QAT distil from the teacher, but run {run.name!r} has none in its config; "

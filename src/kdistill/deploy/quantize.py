@@ -17,10 +17,8 @@ import onnx
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from kdistill.deploy.errors import QuantizeError
+from kdistill.tasks import TASKS, Task
 
-# Which task can be quantized with which method: calibration and top-1 parity are defined for class logits,
-# dynamic int8 and cosine parity for sentence embeddings.
-INT8_TASKS = {"static": ("classification",), "dynamic": ("classification", "embedding"), "qat": ("classification",)}
 INT8_FORMATS = {"dynamic": ("onnx",), "static": ("onnx",), "qat": ("onnx", "pt2")}
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 KEEP_FLOAT_LAYERS = ("first", "last")
@@ -45,13 +43,14 @@ class StaticRecipe:
             raise QuantizeError(f"keep_float takes {' and/or '.join(KEEP_FLOAT_LAYERS)}, not {unknown}")
 
 
-def check_int8_supported(task_name: str, format_name: str, method: str) -> None:
-    """One-line error before any work when int8 is asked where it cannot be delivered."""
-    tasks = INT8_TASKS.get(method, ())
-    if task_name not in tasks:
-        others = [m for m, names in INT8_TASKS.items() if task_name in names]
-        hint = f"use --method {' or '.join(others)}" if others else "export it in float (--quantize none)"
-        raise QuantizeError(f"int8 ({method}) is not supported for task {task_name!r} (supported: "
+def check_int8_supported(task: Task, format_name: str, method: str) -> None:
+    """One-line error before any work when int8 is asked where it cannot be delivered (each task declares its
+    ``int8_methods``)."""
+    if method not in task.int8_methods:
+        tasks = [name for name in TASKS.names() if method in TASKS.get(name).int8_methods]
+        others = " or ".join(task.int8_methods)
+        hint = f"use --method {others}" if others else "export it in float (--quantize none)"
+        raise QuantizeError(f"int8 ({method}) is not supported for task {task.name!r} (supported: "
                             f"{', '.join(tasks)}); {hint}")
     formats = INT8_FORMATS[method]
     if format_name not in formats:

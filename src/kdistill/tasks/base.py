@@ -30,6 +30,7 @@ class Task:
     name: ClassVar[str] = ""
     class_accuracy: ClassVar[bool] = False  # a model's top-1 on the test split is this task's accuracy (deploy bench)
     parity_by: ClassVar[str] = "top1"  # how an exported model is compared with PyTorch: top-1 or cosine
+    int8_methods: ClassVar[tuple[str, ...]] = ()  # the int8 methods of kdistill.deploy.quantize this task supports
     # Batch keys the model reads (``example_batch`` holds exactly these).
     input_keys: ClassVar[tuple[str, ...]] = ("input",)
     # One teacher row per position (a language model's (T, V) logits per sequence) rather than per sample.

@@ -16,6 +16,7 @@ from kdistill.tasks.base import Task
 class ClassificationTask(Task):
     name = "classification"
     class_accuracy = True
+    int8_methods = ("static", "dynamic", "qat")  # calibration and top-1 parity are defined for class logits
     result_columns: ClassVar[tuple[str, ...]] = (
         "test_accuracy", "test_accuracy_best", "test_agreement", "test_ece", "teacher_test_accuracy",
     )

@@ -32,6 +32,7 @@ TEACHER_KEY = "teacher_embedding"  # batch key: the teacher's (D,) embedding of 
 class EmbeddingTask(Task):
     name = "embedding"
     parity_by = "cosine"  # embeddings have no classes
+    int8_methods = ("dynamic",)  # activation ranges vary from sentence to sentence: no one calibrated scale
     input_keys = ("input_ids", "attention_mask")
     cacheable = False  # the run embeds every split itself (see prepare_run)
     result_columns = ("test_cosine_to_teacher", "test_top10_overlap", "parameters", "teacher_parameters")
