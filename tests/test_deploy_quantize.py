@@ -103,3 +103,17 @@ def test_an_unknown_static_recipe_is_refused():
         StaticRecipe("kl")
     with pytest.raises(QuantizeError, match=r"keep_float takes first and/or last, not \['middle'\]"):
         StaticRecipe(keep_float=("middle",))
+
+
+def test_the_deploy_section_names_the_static_recipe(float_onnx, tmp_path):
+    job, float_artefact = float_onnx
+    options = OPTIONS.model_copy(update={"calibration_method": "percentile", "int8_keep_float": ["first", "last"]})
+    artefact = ptq_artefact(job, float_artefact.path, tmp_path / "ends.onnx", "static", options)
+    assert weight_of_first_and_last_layer(onnx.load(str(artefact.path))) == [TensorProto.FLOAT, TensorProto.FLOAT]
+
+
+def test_a_bad_recipe_key_in_deploy_is_one_error_line(tiny_runs, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "deploy", str(tiny_runs.student), "--quantize", "int8",
+                            "--set", "deploy.int8_keep_float=[middle]")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ") and "int8_keep_float" in err and "'first' or 'last'" in err

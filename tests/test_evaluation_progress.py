@@ -67,3 +67,18 @@ def test_train_prints_the_final_test_passes_only_with_progress(tmp_path, monkeyp
     assert code == 0, err
     assert "test: " not in out + err
     assert "test accuracy" in out  # the run's result line is still printed
+
+
+def test_eval_shows_one_test_pass_per_model_unless_no_progress(tmp_path, monkeypatch, capsys) -> None:
+    args = ["train", "--data", "digits", "--student", "mlp", "--student-kwargs", "{width: 8, depth: 1}", "--epochs",
+            "1", "--accelerator", "cpu", "--output-dir", str(tmp_path), "--no-progress"]
+    for name in ("small", "teacher"):
+        assert run_main(monkeypatch, capsys, *args, "--name", name)[0] == 0
+    runs = [str(tmp_path / "small"), "--teacher", str(tmp_path / "teacher"), "--latency-runs", "2"]
+    code, out, err = run_main(monkeypatch, capsys, "eval", *runs)
+    assert code == 0, err
+    for label in ("test: small", "test: teacher"):
+        assert re.search(TIMING_LINE.format(label=label, items=359), out), out
+    code, out, err = run_main(monkeypatch, capsys, "eval", *runs, "--no-progress")
+    assert code == 0, err
+    assert "test: " not in out + err and "small" in out  # the table is still printed

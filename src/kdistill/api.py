@@ -223,18 +223,21 @@ def evaluate(
     teacher: EvalEntry | None = None,
     eval_config: EvalConfig | None = None,
     task_name: str | None = None,
+    progress: bool = False,
 ) -> ResultTable:
     """Accuracy, agreement with ``teacher``, ECE, size and batch-1 latency of each model on ``data``'s test split.
 
     The task comes from the entries' run configs (``task_name`` when none is known; mixing tasks is a ConfigError).
     Causal language models get per-token loss, perplexity, next-token accuracy, top-1 agreement with the teacher on
     the target tokens, and latency of one ``max_length`` sequence / throughput in tokens per second instead.
+    ``progress``: a bar (on a terminal) and a timing line per model's test pass, as after training.
     """
     eval_config = eval_config or EvalConfig()
     if task_name is not None:
         TASKS.get(task_name)  # an unknown name is a one-line error before anything else
     task_name = eval_task(entries, teacher, task_name)
-    rows = TASKS.get(task_name)().evaluate(entries, data, teacher, eval_config)
+    with evaluation_display(progress):
+        rows = TASKS.get(task_name)().evaluate(entries, data, teacher, eval_config)
     return ResultTable(f"kdistill eval: {data.name} (test split)", task_name, columns_for(task_name), rows,
                        Environment.capture("cpu", eval_config.threads))  # speed is timed on the CPU
 

@@ -140,6 +140,7 @@ def eval_(
     threads: Annotated[int | None, Opt(help="torch threads for latency")] = None,
     output: Annotated[Path | None, Opt(help="also save the table here (folder)")] = None,
     trust_code: Annotated[bool, Opt(help="import file: model code named by run folders not created here")] = False,
+    no_progress: Annotated[bool, flag("no_progress", "--no-progress")] = False,
 ) -> None:
     """Accuracy, agreement with the teacher, calibration (ECE), latency and size of checkpoints on a data set.
 
@@ -175,7 +176,8 @@ def eval_(
     data_config = data_config or (teacher_config.data if teacher_config else None) or DataConfig()
     if data or data_root:
         data_config = data_config.model_copy(update={k: v for k, v in {"name": data, "root": data_root}.items() if v})
-    result = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads), task)
+    result = api.evaluate(entries, data_config, teacher, EvalConfig(latency_runs=latency_runs, threads=threads), task,
+                          progress=not no_progress)
     result.command = shlex.join(["kdistill", *sys.argv[1:]])
     print_result(result, cli_console())
     if output:

@@ -29,6 +29,13 @@ class DeployConfig(Section):
         "calibration; qat: quantization-aware distillation (torchao pt2e), then int8 export"
     )
     calibration_samples: int = Field(256, gt=0, description="static int8: training samples for calibration")
+    calibration_method: Literal["minmax", "percentile", "entropy"] = Field(
+        "minmax", description="static int8: minmax takes each activation's full observed range; percentile "
+        "(99.999th) and entropy clip rare outliers"
+    )
+    int8_keep_float: list[Literal["first", "last"]] = Field(
+        [], description="static int8: weighted layers left in fp32, e.g. [last] (the layer that decides the class)"
+    )
     qat_epochs: int = Field(1, gt=0, description="qat: distillation epochs of the fake-quantized student")
     qat_lr: float = Field(1e-4, gt=0, description="qat: learning rate (AdamW)")
     parity_samples: int = Field(512, gt=0, description="validation samples compared with the PyTorch student")

@@ -125,8 +125,10 @@ def make_artefacts(job: ExportJob, formats: list[str], folder: Path, stem: str, 
 
 
 def ptq_artefact(job: ExportJob, float_onnx: Path, path: Path, method: str, options: DeployConfig,
-                 recipe: StaticRecipe = StaticRecipe()) -> Artefact:
-    """int8 ONNX from ``float_onnx`` (ONNX Runtime PTQ), parity-checked against the float PyTorch module."""
+                 recipe: StaticRecipe | None = None) -> Artefact:
+    """int8 ONNX from ``float_onnx`` (ONNX Runtime PTQ), parity-checked against the float PyTorch module.
+    ``recipe`` (static only) defaults to the one the ``deploy`` section names."""
+    recipe = recipe or StaticRecipe(options.calibration_method, tuple(options.int8_keep_float))
     written = partial_path(path)
     quantize_onnx(float_onnx, written, method, job.splits.train, job.input_names, options.calibration_samples,
                   recipe)

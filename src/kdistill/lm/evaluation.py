@@ -86,7 +86,8 @@ def evaluate_lm_model(
     task: Task,
 ) -> tuple[Row, torch.Tensor]:
     """One language model's row, and its (N, T) top-1 token ids on the test split (the teacher's serve agreement)."""
-    metrics, top1 = lm_test_metrics(model, splits.test, task, teacher_top1, batch_size=LM_EVAL_BATCH)
+    metrics, top1 = lm_test_metrics(model, splits.test, task, teacher_top1, batch_size=LM_EVAL_BATCH,
+                                    label=f"test: {name}")
     speed = speed_with(eval_config, model, splits.sample_input(), tokens=True)
     row = Row(name, dict(
         parameters=speed.parameters,

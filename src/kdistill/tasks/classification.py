@@ -85,7 +85,7 @@ class ClassificationTask(Task):
         from kdistill.evaluate import accuracy, agreement, expected_calibration_error, predict, speed_with
         from kdistill.results import Row
 
-        logits, targets = predict(model, splits.test, task=self)
+        logits, targets = predict(model, splits.test, task=self, label=f"test: {name}")
         speed = speed_with(eval_config, model, splits.sample_input())
         row = Row(name, dict(
             parameters=speed.parameters,
