@@ -38,6 +38,15 @@ def test_onnx_export_matches_pytorch_and_has_a_dynamic_batch_axis(tiny_runs, tmp
         np.testing.assert_allclose(got, run.student(x).detach().numpy(), atol=1e-4)
 
 
+
+def test_onnx_files_carry_no_exporter_debug_metadata(tiny_runs, tmp_path):
+    import onnx
+
+    artefact = export_run(tiny_runs.student, "onnx", tmp_path)
+    model = onnx.load(str(artefact.path))
+    assert model.graph.node and all(not n.metadata_props and not n.doc_string for n in model.graph.node)
+    assert b"stack_trace" not in artefact.path.read_bytes() and b".py" not in artefact.path.read_bytes()
+
 def test_pt2_export_matches_pytorch(tiny_runs, tmp_path):
     artefact = export_run(tiny_runs.student, "pt2", tmp_path)
     assert artefact.path.suffix == ".pt2" and artefact.parity.max_abs_diff < 1e-5

@@ -86,10 +86,22 @@ class OnnxFormat(ExportFormat):
             what = f"operator {operator}" if operator else str(exc).strip().splitlines()[0][:200]
             raise ExportError(f"the ONNX exporter cannot handle {what}; export with --format {self.fallback} "
                               "(torch.export) instead") from None
+        strip_debug_metadata(program.model)
         program.save(str(path))
 
     def load(self, path, threads):
         return onnx_runner(path, threads)
+
+
+def strip_debug_metadata(model) -> None:
+    """Drop what the exporter records per node for debugging (the Python stack trace, the FX node, module names:
+    about 1.7 KB a node, 15 KB of a 24k-parameter CNN's 115 KB file). Nothing a runtime reads; a deployed file
+    should not carry the source paths either."""
+    import onnx_ir
+
+    for node in onnx_ir.traversal.RecursiveGraphIterator(model.graph):
+        node.metadata_props.clear()
+        node.doc_string = None
 
 
 def onnx_runner(path: Path, threads: int) -> Runner:
