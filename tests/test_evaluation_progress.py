@@ -4,7 +4,11 @@ and nothing with `trainer.progress: false`."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -82,3 +86,19 @@ def test_eval_shows_one_test_pass_per_model_unless_no_progress(tmp_path, monkeyp
     code, out, err = run_main(monkeypatch, capsys, "eval", *runs, "--no-progress")
     assert code == 0, err
     assert "test: " not in out + err and "small" in out  # the table is still printed
+
+
+
+def test_result_lines_stay_whole_on_a_narrow_console(tmp_path) -> None:
+    """A run's data and result lines name paths: wrapped at the console's width they could not be grepped from a
+    log (a 2-process DDP test once missed 'test accuracy' split over two lines)."""
+    env = {**os.environ, "COLUMNS": "40", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    args = [sys.executable, "-m", "kdistill", "train", "--data", "digits", "--student", "mlp", "--student-kwargs",
+            "{width: 8, depth: 1}", "--epochs", "1", "--accelerator", "cpu", "--output-dir", str(tmp_path), "--name",
+            "narrow", "--no-progress"]
+    run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert any(str(tmp_path / "narrow") in line and "test accuracy" in line for line in lines), run.stdout
+    assert any(line.startswith("weights: ") and line.endswith("student.safetensors") for line in lines), run.stdout
+    assert any(line.startswith("data: digits") and "this run trains on" in line for line in lines), run.stdout

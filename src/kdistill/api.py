@@ -97,7 +97,7 @@ def _run(config: RunConfig, distilling: bool, overwrite: bool, resume: bool, cal
     train_set = task.train_set(config, splits, teacher, run_dir, fabric)  # e.g. sequence KD: the teacher's text
     data_summary = run_data_summary(splits, train_set)  # labelled / unlabelled items of a transfer set
     if fabric.is_global_zero:
-        cli_console().print(data_line(data_summary), markup=False, highlight=False)
+        cli_console().print(data_line(data_summary), markup=False, highlight=False, soft_wrap=True)
     trainer = Trainer(config, run_dir, task, fabric)
     try:
         fit = trainer.fit(student, train_set, splits.val, teacher=teacher if methods else None, methods=methods,

@@ -38,10 +38,12 @@ def _print_summary(result) -> None:
         parts.append(f"agreement with teacher {100 * m['test_agreement']:.2f}%")
     parts.append(f"best val epoch {m['best_epoch']}")  # 1-based in summary.json too
     console = cli_console()  # made per call, as every command's: this invocation's width (COLUMNS) and streams
-    console.print(f"[bold]{result.run_dir}[/bold]: " + ", ".join(parts))
-    console.print(f"weights: {result.run_dir / 'student.safetensors'}")
+    # soft_wrap: a result line names a path; broken over lines it could not be copied or grepped from a log
+    console.print(f"[bold]{result.run_dir}[/bold]: " + ", ".join(parts), soft_wrap=True)
+    console.print(f"weights: {result.run_dir / 'student.safetensors'}", soft_wrap=True)
     if (result.run_dir / "hf").is_dir():  # a transformers student, also as save_pretrained
-        console.print(f"Hugging Face format: {result.run_dir / 'hf'} (AutoModelForCausalLM.from_pretrained)")
+        console.print(f"Hugging Face format: {result.run_dir / 'hf'} (AutoModelForCausalLM.from_pretrained)",
+                      soft_wrap=True)
 
 
 def _run_command(
