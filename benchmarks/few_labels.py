@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +55,9 @@ _SAME_RUN = ("config", "overrides", "teacher_accuracy", "train_labeled", "train_
 
 def merge(paths: list[str]) -> dict:
     """One summary from several results.json of the same benchmark run on different seeds."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"error: no such results file: {', '.join(missing)} (give each seed's results.json)")
     parts = [json.loads(Path(p).read_text()) for p in paths]
     for path, part in zip(paths[1:], parts[1:], strict=True):
         differ = [key for key in _SAME_RUN if part.get(key) != parts[0].get(key)]
@@ -89,7 +93,12 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.output_dir)
     if args.merge:
-        write(out, merge(args.merge))
+        try:
+            summary = merge(args.merge)
+        except SystemExit as refused:  # one error: line, exit status 2, as the kdistill CLI
+            print(refused, file=sys.stderr)
+            raise SystemExit(2) from None
+        write(out, summary)
         return
     if args.config is None:
         parser.error("a config is required unless --merge is given")

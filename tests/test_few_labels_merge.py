@@ -40,3 +40,9 @@ def test_merge_refuses_other_runs_and_repeated_seeds(tmp_path: Path) -> None:
         few_labels.merge([a, other])
     with pytest.raises(SystemExit, match="seeds 0,0 repeat"):
         few_labels.merge([a, _part(tmp_path, "again", "0", [0.71], [0.81])])
+
+
+def test_merge_names_a_missing_results_file(tmp_path: Path) -> None:
+    a = _part(tmp_path, "a", "0", [0.70], [0.80])
+    with pytest.raises(SystemExit, match="error: no such results file: .*nowhere.json"):
+        few_labels.merge([a, str(tmp_path / "nowhere.json")])
