@@ -47,6 +47,46 @@ def test_onnx_files_carry_no_exporter_debug_metadata(tiny_runs, tmp_path):
     assert model.graph.node and all(not n.metadata_props and not n.doc_string for n in model.graph.node)
     assert b"stack_trace" not in artefact.path.read_bytes() and b".py" not in artefact.path.read_bytes()
 
+
+def is_compact(model) -> bool:
+    """No stored inner shapes and only short node / initializer names (``n3``, ``t7``)."""
+    graph = model.graph
+    return (not graph.value_info and all(n.name == f"n{i}" for i, n in enumerate(graph.node))
+            and all(len(t.name) <= 6 for t in graph.initializer))
+
+
+def test_onnx_files_are_compacted_and_keep_their_input_and_output_names(tiny_runs, tmp_path):
+    import onnx
+
+    artefact = export_run(tiny_runs.student, "onnx", tmp_path)
+    model = onnx.load(str(artefact.path))
+    assert is_compact(model)
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["logits"]
+
+
+def test_compaction_changes_the_file_size_not_the_outputs(tiny_runs, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from kdistill.deploy.formats import compact_onnx
+
+    student = load_run(tiny_runs.student).student.eval()
+    exported = tmp_path / "exported.onnx"  # straight from the exporter, with value_info and module-derived names
+    torch.onnx.export(student, (torch.randn(2, 1, 8, 8),), str(exported), dynamo=True, input_names=["input"],
+                      output_names=["logits"], external_data=False)
+    before = onnx.load(str(exported))
+    assert before.graph.value_info and not is_compact(before)
+    compacted = tmp_path / "compacted.onnx"
+    compacted.write_bytes(exported.read_bytes())
+    compact_onnx(compacted)
+    onnx.checker.check_model(str(compacted), full_check=True)
+    assert is_compact(onnx.load(str(compacted)))
+    assert compacted.stat().st_size < exported.stat().st_size
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(path)).run(None, {"input": x})[0] for path in (exported, compacted)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
 def test_pt2_export_matches_pytorch(tiny_runs, tmp_path):
     artefact = export_run(tiny_runs.student, "pt2", tmp_path)
     assert artefact.path.suffix == ".pt2" and artefact.parity.max_abs_diff < 1e-5

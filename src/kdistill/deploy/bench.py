@@ -17,7 +17,7 @@ from torch import nn
 
 from kdistill.config import DeployConfig
 from kdistill.deploy.export import Artefact, ExportJob, export_job, partial_path, publish
-from kdistill.deploy.formats import FORMATS
+from kdistill.deploy.formats import FORMATS, compact_onnx
 from kdistill.deploy.measure import (
     eager_runner,
     flops_per_sample,
@@ -132,6 +132,7 @@ def ptq_artefact(job: ExportJob, float_onnx: Path, path: Path, method: str, opti
     written = partial_path(path)
     quantize_onnx(float_onnx, written, method, job.splits.train, job.input_names, options.calibration_samples,
                   recipe)
+    compact_onnx(written)
     artefact = publish(job, written, path, "onnx", options, int8=True)
     artefact.int8_method = method
     return artefact
