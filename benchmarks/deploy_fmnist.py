@@ -96,7 +96,8 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=2)
     parser.add_argument("--train-fraction", type=float, default=0.25, help="share of the training split used")
     parser.add_argument("--prune", type=float, default=0.5)
-    parser.add_argument("--prune-epochs", type=int, default=1)
+    parser.add_argument("--prune-epochs", type=int, default=1, help="KD epochs after each pruning step")
+    parser.add_argument("--prune-steps", type=int, default=1, help="iterative pruning: this many prune + KD steps")
     parser.add_argument("--qat-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--int8-min-agreement", type=float, default=DeployConfig().int8_min_agreement,
@@ -119,7 +120,8 @@ def main() -> None:
     teacher_dir, student_dir = train_runs(out, args)
     trained = time.perf_counter()
 
-    options = DeployConfig(prune=PruneConfig(amount=args.prune, epochs=args.prune_epochs), quantize="int8",
+    prune = PruneConfig(amount=args.prune, epochs=args.prune_epochs, steps=args.prune_steps)
+    options = DeployConfig(prune=prune, quantize="int8",
                            quantize_method="qat", qat_epochs=args.qat_epochs, format="onnx", threads=args.threads,
                            int8_min_agreement=args.int8_min_agreement)
     # teacher, student, pruned: eager + onnx; the pruned student also as QAT int8 onnx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -47,13 +48,23 @@ def test_bench_measures_teacher_and_student_in_each_format(tiny_runs, tmp_path, 
     assert "1 thread(s) per runtime" in (tmp_path / "bench.md").read_text()
 
 
-def test_peak_memory_sees_a_large_allocation():
+def kernel_resets_peak_rss() -> bool:
+    """Checked here independently of the code under test: can this process reset its VmHWM?"""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return "VmHWM" in Path("/proc/self/status").read_text()
+
+
+def test_peak_memory_sees_a_large_allocation_or_says_it_cannot():
     import numpy as np
 
-    if peak_memory_during(lambda: None) is None:
-        pytest.skip("this kernel has no resettable peak-RSS counter (/proc/self/clear_refs)")
     grown = peak_memory_during(lambda: np.ones(64 * 1024 * 1024 // 8).sum())  # 64 MiB, touched
-    assert grown >= 48 * 1024 * 1024
+    if kernel_resets_peak_rss():
+        assert grown is not None and grown >= 48 * 1024 * 1024
+    else:  # no counter: "unknown" (None, shown as "-"), never a made-up 0
+        assert grown is None
 
 
 @pytest.mark.slow
