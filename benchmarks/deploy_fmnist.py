@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from pydantic import ValidationError
+
 from kdistill import api
 from kdistill.config import DeployConfig, PruneConfig, load_config
 from kdistill.deploy import report
@@ -34,6 +36,10 @@ from kdistill.deploy.export import ExportJob
 from kdistill.deploy.formats import executorch_available
 from kdistill.deploy.quantize import CALIBRATION_METHODS, StaticRecipe
 from kdistill.deploy.source import LoadedRun, build_teacher_of, load_run
+
+# PruneConfig / DeployConfig field -> the flag that sets it, for error lines
+FLAG_OF_FIELD = {"amount": "--prune", "epochs": "--prune-epochs", "steps": "--prune-steps",
+                 "qat_epochs": "--qat-epochs", "threads": "--threads", "int8_min_agreement": "--int8-min-agreement"}
 
 
 def fail(message: str) -> NoReturn:
@@ -112,18 +118,21 @@ def main() -> None:
     args = parser.parse_args()
     try:  # checked before any training
         recipe = StaticRecipe(args.calibration, tuple(w for w in args.keep_float.split(",") if w))
+        prune = PruneConfig(amount=args.prune, epochs=args.prune_epochs, steps=args.prune_steps)
+        options = DeployConfig(prune=prune, quantize="int8", quantize_method="qat", qat_epochs=args.qat_epochs,
+                               format="onnx", threads=args.threads, int8_min_agreement=args.int8_min_agreement)
     except QuantizeError as exc:
         fail(str(exc))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        flag = FLAG_OF_FIELD.get(str(problem["loc"][-1]), str(problem["loc"][-1]))
+        fail(f"{flag}: {problem['msg'].lower()} (got {problem['input']!r})")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     teacher_dir, student_dir = train_runs(out, args)
     trained = time.perf_counter()
 
-    prune = PruneConfig(amount=args.prune, epochs=args.prune_epochs, steps=args.prune_steps)
-    options = DeployConfig(prune=prune, quantize="int8",
-                           quantize_method="qat", qat_epochs=args.qat_epochs, format="onnx", threads=args.threads,
-                           int8_min_agreement=args.int8_min_agreement)
     # teacher, student, pruned: eager + onnx; the pruned student also as QAT int8 onnx
     chain = deploy_run(student_dir, options, teacher_dir)
     rows = list(chain.table.rows)
