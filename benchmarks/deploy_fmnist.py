@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--prune", type=float, default=0.5)
     parser.add_argument("--prune-epochs", type=int, default=1, help="KD epochs after each pruning step")
     parser.add_argument("--prune-steps", type=int, default=1, help="iterative pruning: this many prune + KD steps")
+    parser.add_argument("--prune-allocation", default="uniform", choices=["uniform", "global"],
+                        help="channels: the same share of every layer, or ranked across layers")
     parser.add_argument("--qat-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--int8-min-agreement", type=float, default=DeployConfig().int8_min_agreement,
@@ -118,7 +120,8 @@ def main() -> None:
     args = parser.parse_args()
     try:  # checked before any training
         recipe = StaticRecipe(args.calibration, tuple(w for w in args.keep_float.split(",") if w))
-        prune = PruneConfig(amount=args.prune, epochs=args.prune_epochs, steps=args.prune_steps)
+        prune = PruneConfig(amount=args.prune, epochs=args.prune_epochs, steps=args.prune_steps,
+                            allocation=args.prune_allocation)
         options = DeployConfig(prune=prune, quantize="int8", quantize_method="qat", qat_epochs=args.qat_epochs,
                                format="onnx", threads=args.threads, int8_min_agreement=args.int8_min_agreement)
     except QuantizeError as exc:

@@ -38,6 +38,29 @@ def test_prune_to_removes_channels_down_to_the_target(measure):
     assert pruned(example).shape == (2, 10)  # residual adds still line up; the class count is kept
 
 
+def test_global_allocation_takes_the_weak_channels_where_they_are():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="cnn", kwargs={"width": 8, "depth": 1}), (1, 8, 8), 10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert conv_channels(model) == [8, 16, 32]
+    with torch.no_grad():  # half of the middle layer's channels all but dead: weights in, scale, weights out
+        convs[1].weight[:8] *= 1e-3
+        norms[1].weight[:8] *= 1e-3
+        convs[2].weight[:, :8] *= 1e-3
+    example = torch.randn(2, 1, 8, 8)
+    keep = int(0.7 * size_of(model, example, "params"))
+    uniform = prune_to(copy.deepcopy(model), example, keep, "params", 10, "uniform")
+    ranked = prune_to(copy.deepcopy(model), example, keep, "params", 10, "global")
+    assert size_of(uniform, example, "params") <= keep and size_of(ranked, example, "params") <= keep
+    assert all(a < b for a, b in zip(conv_channels(uniform), [8, 16, 32], strict=True))  # every layer loses some
+    first, middle, last = conv_channels(ranked)
+    assert (first, last) == (8, 32) and 8 <= middle < 16  # only the dead channels go
+    middle_conv = [m for m in ranked.modules() if isinstance(m, nn.Conv2d)][1]
+    assert middle_conv.weight.flatten(1).norm(dim=1).topk(8).values.min() > 1e-2  # the 8 live channels all stay
+    assert ranked(example).shape == (2, 10)
+
+
 def test_a_target_that_cannot_be_met_is_a_prune_error():
     model = build_model(ModelConfig(name="mlp", kwargs={"width": 16}), (1, 8, 8), 10)
     with pytest.raises(PruneError, match="pruning target cannot be met: 10 params asked"):

@@ -14,6 +14,9 @@ class PruneConfig(Section):
 
     amount: float = Field(0.5, gt=0.0, lt=1.0, description="share of the student's parameters (or FLOPs) to remove")
     measure: Literal["params", "flops"] = Field("params", description="what `amount` is a share of")
+    allocation: Literal["uniform", "global"] = Field(
+        "uniform", description="uniform: the same share of every layer's channels; global: channels ranked across "
+        "layers (magnitude normalised per layer), so layers lose different shares, at most 75% each")
     steps: int = Field(1, gt=0, description="iterative schedule: prune amount/steps more, then distil, this many times")
     epochs: int = Field(2, gt=0, description="distillation epochs after each pruning step")
 

@@ -49,27 +49,33 @@ def output_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
     return heads[-1:]
 
 
-def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float, num_classes: int) -> nn.Module:
-    """Remove ``ratio`` of each prunable layer's channels (smallest L2 magnitude first), in place."""
+def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float, num_classes: int,
+                   allocation: str = "uniform") -> nn.Module:
+    """Remove ``ratio`` of the prunable channels (smallest L2 magnitude first), in place: that share of each layer
+    (``uniform``), or of all layers together, ranked by magnitude normalised by each layer's mean (``global``)."""
     import torch_pruning as tp
 
     was_training = model.training
     model.eval()
     pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=2),
-                                  pruning_ratio=ratio, iterative_steps=1,
+                                  pruning_ratio=ratio, iterative_steps=1, global_pruning=allocation == "global",
+                                  max_pruning_ratio=MAX_CHANNEL_RATIO,
                                   ignored_layers=output_layers(model, num_classes))
     pruner.step()
     model.train(was_training)
     return model
 
 
-def prune_to(model: nn.Module, example: torch.Tensor, keep: int, measure: str, num_classes: int) -> nn.Module:
+def prune_to(model: nn.Module, example: torch.Tensor, keep: int, measure: str, num_classes: int,
+             allocation: str = "uniform") -> nn.Module:
     """Prune ``model`` in place until its ``measure`` is at most ``keep`` (PruneError when that cannot be met)."""
     current = size_of(model, example, measure)
     if current <= keep:
         return model
+
     def size_at(ratio: float) -> int:
-        return size_of(prune_channels(copy.deepcopy(model), example, ratio, num_classes), example, measure)
+        pruned = prune_channels(copy.deepcopy(model), example, ratio, num_classes, allocation)
+        return size_of(pruned, example, measure)
 
     smallest = size_at(MAX_CHANNEL_RATIO)
     if smallest > keep:
@@ -80,7 +86,7 @@ def prune_to(model: nn.Module, example: torch.Tensor, keep: int, measure: str, n
     for _ in range(BISECTION_ROUNDS):
         middle = (low + high) / 2
         low, high = (low, middle) if size_at(middle) <= keep else (middle, high)
-    return prune_channels(model, example, high, num_classes)
+    return prune_channels(model, example, high, num_classes, allocation)
 
 
 def pruned_model_config(model: nn.Module, base: ModelConfig, original: nn.Module, weights: Path) -> ModelConfig:
@@ -115,7 +121,7 @@ def prune_and_distill(run: LoadedRun, teacher: ModelConfig, prune: PruneConfig, 
     steps: list[PruneStep] = []
     for step in range(1, prune.steps + 1):
         keep = int(original_size * (1 - prune.amount * step / prune.steps))
-        prune_to(model, example, keep, prune.measure, run.splits.num_classes)
+        prune_to(model, example, keep, prune.measure, run.splits.num_classes, prune.allocation)
         name = "pruned" if step == prune.steps else f"pruned-step{step}"
         init = out_dir / "prune-init" / f"{name}.safetensors"
         init.parent.mkdir(parents=True, exist_ok=True)
