@@ -89,3 +89,14 @@ def test_prune_and_distill_writes_loadable_run_folders(tiny_runs, tmp_path, monk
 def test_cli_prune_without_a_teacher_is_one_error_line(tiny_runs, monkeypatch, capsys):
     code, _, err = run_main(monkeypatch, capsys, "deploy", str(tiny_runs.teacher), "--prune", "0.5")
     assert code == 2 and err.startswith("error: pruning and QAT distil from the teacher, but run 'teacher' has none")
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--prune", "0.5", "--prune-allocation", "sideways"], ["allocation", "'uniform' or 'global'"]),
+    (["--prune", "0.5", "--prune-steps", "0"], ["steps", "greater than 0"]),
+    (["--quantize", "int4"], ["quantize", "'none' or 'int8'"]),
+])
+def test_cli_bad_deploy_flag_values_are_one_error_line(tiny_runs, monkeypatch, capsys, flags, words):
+    code, _, err = run_main(monkeypatch, capsys, "deploy", str(tiny_runs.student), *flags)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: invalid config (flags)")
+    assert all(word in err for word in words), err

@@ -21,7 +21,21 @@ def _options(run: Path, sets: list[str] | None, **fields):
 
     overrides = [f"deploy.{s.removeprefix('deploy.')}" for s in sets or []]
     base = load_config(run / "config.yaml", overrides).deploy if (run / "config.yaml").is_file() else DeployConfig()
-    return base.model_copy(update={k: v for k, v in fields.items() if v is not None})
+    return validated(DeployConfig, base.model_dump() | {k: v for k, v in fields.items() if v is not None}, "flags")
+
+
+def validated(section, values: dict, source: str):
+    """``section`` built from ``values`` (flags on top of the run's config), bad values a ConfigError naming them:
+    a plain model_copy would let ``--prune-steps 0`` through unchecked."""
+    from pydantic import ValidationError
+
+    from kdistill.config.base import format_validation_error
+    from kdistill.errors import ConfigError
+
+    try:
+        return section.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
 
 
 def export(
@@ -70,6 +84,8 @@ def deploy(
     prune: Annotated[float | None, Opt(help="share of parameters to remove by structured pruning (then KD)")] = None,
     prune_steps: Annotated[int | None, Opt(help="iterative pruning steps")] = None,
     prune_epochs: Annotated[int | None, Opt(help="distillation epochs after each pruning step")] = None,
+    prune_allocation: Annotated[str | None, Opt(help="uniform (each layer loses the same share) | global (channels "
+                                                     "ranked across layers)")] = None,
     quantize: Annotated[str | None, Opt(help="none | int8")] = None,
     method: Annotated[str | None, Opt(help="int8: static | dynamic (also embedding students) | qat")] = None,
     format: Annotated[str | None, Opt(help="onnx | pt2 | pte")] = None,
@@ -83,10 +99,10 @@ def deploy(
     from kdistill.deploy.chain import deploy_run
 
     options = _options(run, set_, quantize=quantize, quantize_method=method, format=format, threads=threads)
-    if prune is not None or prune_steps or prune_epochs:
+    if prune is not None or prune_steps or prune_epochs or prune_allocation:
         current = options.prune.model_dump() if options.prune else {}
-        given = {"amount": prune, "steps": prune_steps, "epochs": prune_epochs}
-        options.prune = PruneConfig(**(current | {k: v for k, v in given.items() if v is not None}))
+        given = {"amount": prune, "steps": prune_steps, "epochs": prune_epochs, "allocation": prune_allocation}
+        options.prune = validated(PruneConfig, current | {k: v for k, v in given.items() if v is not None}, "flags")
     result = deploy_run(run, options, teacher)
     cli_console().print(report.render(result.table, f"kdistill deploy: {run.name}"))
     for artefact in result.artefacts:
