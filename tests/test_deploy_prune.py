@@ -94,6 +94,7 @@ def test_cli_prune_without_a_teacher_is_one_error_line(tiny_runs, monkeypatch, c
 @pytest.mark.parametrize(("flags", "words"), [
     (["--prune", "0.5", "--prune-allocation", "sideways"], ["allocation", "'uniform' or 'global'"]),
     (["--prune", "0.5", "--prune-steps", "0"], ["steps", "greater than 0"]),
+    (["--prune-epochs", "0"], ["epochs", "greater than 0"]),
     (["--quantize", "int4"], ["quantize", "'none' or 'int8'"]),
 ])
 def test_cli_bad_deploy_flag_values_are_one_error_line(tiny_runs, monkeypatch, capsys, flags, words):

@@ -99,10 +99,11 @@ def deploy(
     from kdistill.deploy.chain import deploy_run
 
     options = _options(run, set_, quantize=quantize, quantize_method=method, format=format, threads=threads)
-    if prune is not None or prune_steps or prune_epochs or prune_allocation:
+    given = {"amount": prune, "steps": prune_steps, "epochs": prune_epochs, "allocation": prune_allocation}
+    given = {k: v for k, v in given.items() if v is not None}  # `--prune-steps 0` is given too (and refused)
+    if given:
         current = options.prune.model_dump() if options.prune else {}
-        given = {"amount": prune, "steps": prune_steps, "epochs": prune_epochs, "allocation": prune_allocation}
-        options.prune = validated(PruneConfig, current | {k: v for k, v in given.items() if v is not None}, "flags")
+        options.prune = validated(PruneConfig, current | given, "flags")
     result = deploy_run(run, options, teacher)
     cli_console().print(report.render(result.table, f"kdistill deploy: {run.name}"))
     for artefact in result.artefacts:
